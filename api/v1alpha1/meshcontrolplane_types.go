@@ -1,0 +1,348 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Profile selects the defaults an install starts from, as istioctl's profiles do.
+// +kubebuilder:validation:Enum=default;demo;minimal
+type Profile string
+
+const (
+	// ProfileDefault is the production profile: an autoscaled istiod with production resources.
+	ProfileDefault Profile = "default"
+	// ProfileDemo trades resources for observability: one small istiod, access logs on and
+	// every request traced.
+	ProfileDemo Profile = "demo"
+	// ProfileMinimal installs istiod only (no gateways, once gateways exist).
+	ProfileMinimal Profile = "minimal"
+)
+
+// MeshControlPlaneSpec is the desired state of an Istio control plane.
+type MeshControlPlaneSpec struct {
+	// version is the Istio release to install. Only the releases meshplane supports are
+	// accepted (the newest patch of each of the three newest minors); it defaults to the newest.
+	// +kubebuilder:validation:Enum="1.31.1";"1.30.3";"1.29.6"
+	// +kubebuilder:default="1.31.1"
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// hub is the registry and repository prefix the Istio images are pulled from: istiod runs
+	// <hub>/pilot:<version> and proxies run <hub>/proxyv2:<version>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([a-zA-Z0-9._/:-]*[a-zA-Z0-9])?$`
+	// +kubebuilder:default="docker.io/istio"
+	// +optional
+	Hub string `json:"hub,omitempty"`
+
+	// profile selects the defaults the install starts from: "default" (production),
+	// "demo" (small, access logs and full tracing) or "minimal" (istiod only).
+	// +kubebuilder:default=default
+	// +optional
+	Profile Profile `json:"profile,omitempty"`
+
+	// namespace is where the control plane runs. It is created when absent and cannot be
+	// changed afterwards: create a new MeshControlPlane to move a control plane.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="namespace is immutable; create a new MeshControlPlane to move the control plane"
+	// +kubebuilder:validation:XValidation:rule="!(self in ['kube-system', 'kube-public', 'kube-node-lease', 'default'])",message="namespace must not be kube-system, kube-public, kube-node-lease or default; use a dedicated namespace such as istio-system"
+	// +kubebuilder:default=istio-system
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// revision names this control plane so several can run side by side (canary upgrades).
+	// Its objects get a "-<revision>" suffix and workloads select it with the label
+	// istio.io/rev=<revision>. Empty means the default revision.
+	// +kubebuilder:validation:MaxLength=56
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self != 'default'",message="revision \"default\" is reserved; leave revision empty for the default revision"
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// meshConfig holds the mesh-wide settings users set most, rendered into the "istio"
+	// ConfigMap that istiod and every proxy read.
+	// +optional
+	MeshConfig *MeshConfig `json:"meshConfig,omitempty"`
+
+	// pilot configures the istiod Deployment: scale, resources, scheduling and extra env.
+	// +optional
+	Pilot *PilotSpec `json:"pilot,omitempty"`
+}
+
+// AccessLogEncoding is the format of Envoy's access log lines.
+// +kubebuilder:validation:Enum=TEXT;JSON
+type AccessLogEncoding string
+
+// OutboundTrafficPolicyMode says whether proxies may reach hosts outside the mesh registry.
+// +kubebuilder:validation:Enum=ALLOW_ANY;REGISTRY_ONLY
+type OutboundTrafficPolicyMode string
+
+// MeshConfig is the typed subset of Istio's MeshConfig that meshplane manages.
+type MeshConfig struct {
+	// accessLogFile is where proxies write access logs; "/dev/stdout" turns them on for
+	// kubectl logs, empty turns them off (the demo profile defaults to /dev/stdout).
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	AccessLogFile *string `json:"accessLogFile,omitempty"`
+
+	// accessLogEncoding is TEXT (default) or JSON.
+	// +optional
+	AccessLogEncoding AccessLogEncoding `json:"accessLogEncoding,omitempty"`
+
+	// trustDomain is the SPIFFE trust domain of workload identities (default "cluster.local").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	TrustDomain string `json:"trustDomain,omitempty"`
+
+	// outboundTrafficPolicy controls traffic to destinations unknown to the mesh.
+	// +optional
+	OutboundTrafficPolicy *OutboundTrafficPolicy `json:"outboundTrafficPolicy,omitempty"`
+
+	// tracing sets how much traffic proxies trace.
+	// +optional
+	Tracing *Tracing `json:"tracing,omitempty"`
+
+	// defaultConfig is the proxy configuration every sidecar and gateway starts from.
+	// +optional
+	DefaultConfig *ProxyConfig `json:"defaultConfig,omitempty"`
+}
+
+// OutboundTrafficPolicy mirrors Istio's meshConfig.outboundTrafficPolicy.
+type OutboundTrafficPolicy struct {
+	// mode is ALLOW_ANY (default: unknown hosts are passed through) or REGISTRY_ONLY
+	// (only services in the mesh registry or ServiceEntries are reachable).
+	// +required
+	Mode OutboundTrafficPolicyMode `json:"mode"`
+}
+
+// Tracing configures request tracing.
+type Tracing struct {
+	// samplingPercentage is the percentage of requests traced, from "0" to "100" with up to
+	// two decimals (for example "1" or "0.05"). Defaults to 1, or 100 in the demo profile.
+	// +kubebuilder:validation:MaxLength=6
+	// +kubebuilder:validation:Pattern=`^(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)$`
+	// +required
+	SamplingPercentage string `json:"samplingPercentage"`
+}
+
+// ProxyConfig is the typed subset of Istio's ProxyConfig that meshplane manages.
+type ProxyConfig struct {
+	// holdApplicationUntilProxyStarts delays application containers until the sidecar is
+	// ready, so applications never start without a working network.
+	// +optional
+	HoldApplicationUntilProxyStarts *bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+
+	// terminationDrainDuration is how long a stopping proxy keeps draining connections.
+	// +optional
+	TerminationDrainDuration *metav1.Duration `json:"terminationDrainDuration,omitempty"`
+
+	// proxyMetadata sets environment variables of every proxy (Istio's proxy feature flags).
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
+}
+
+// PilotSpec configures istiod.
+// +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either pilot.replicas (a fixed count) or pilot.autoscaling, not both"
+type PilotSpec struct {
+	// replicas fixes the number of istiod replicas and turns autoscaling off.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// autoscaling runs istiod under a HorizontalPodAutoscaler. The default profile
+	// autoscales from 1 to 5 replicas at 80% CPU when neither replicas nor autoscaling is set.
+	// +optional
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+
+	// resources of the discovery container (default profile: requests 500m CPU, 2Gi memory).
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// nodeSelector constrains which nodes istiod runs on.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let istiod run on tainted nodes.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// affinity sets istiod's scheduling affinity.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// env adds environment variables to istiod (Istio's PILOT_* feature flags), overriding
+	// defaults of the same name. Variables the operator derives from the spec cannot be set.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['REVISION', 'POD_NAME', 'POD_NAMESPACE', 'SERVICE_ACCOUNT', 'KUBECONFIG', 'CLUSTER_ID', 'PILOT_CERT_PROVIDER']))",message="pilot.env must not set REVISION, POD_NAME, POD_NAMESPACE, SERVICE_ACCOUNT, KUBECONFIG, CLUSTER_ID or PILOT_CERT_PROVIDER: the operator derives them from the spec"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// Autoscaling configures a HorizontalPodAutoscaler.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",message="autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+type Autoscaling struct {
+	// minReplicas is the lower bound (default 1).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// maxReplicas is the upper bound (default 5).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
+
+	// targetCPUUtilizationPercentage is the average CPU use, as a percentage of requests,
+	// the autoscaler aims for (default 80).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// Condition types of a MeshControlPlane. Ready is the summary to wait on.
+const (
+	// ConditionReady is True when every component runs the current generation and is available.
+	ConditionReady = "Ready"
+	// ConditionReconciled is True when the last apply of this generation succeeded.
+	ConditionReconciled = "Reconciled"
+	// ConditionProgressing is True while a rollout of the current generation is in flight.
+	ConditionProgressing = "Progressing"
+	// ConditionStalled is True when the operator cannot proceed without a change by the user.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons.
+const (
+	ReasonAvailable          = "Available"
+	ReasonComponentsNotReady = "ComponentsNotReady"
+	ReasonApplied            = "Applied"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonRollingOut         = "RollingOut"
+	ReasonRolledOut          = "RolledOut"
+	ReasonResourceConflict   = "ResourceConflict"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonNoProblems         = "NoProblems"
+	ReasonReconcileError     = "ReconcileError"
+)
+
+// ComponentStatus reports one workload of the control plane.
+type ComponentStatus struct {
+	// name of the component's Deployment, for example "istiod" or "istiod-canary".
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// component is the part of Istio it runs ("Pilot").
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Component string `json:"component,omitempty"`
+	// namespace of the Deployment.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// ready is true when the Deployment runs the desired pod template on all its replicas
+	// and is available.
+	// +optional
+	Ready bool `json:"ready"`
+	// replicas is the number of pods the Deployment wants.
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// readyReplicas is the number of those pods that are ready.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+}
+
+// RevisionStatus is a control plane revision in use.
+type RevisionStatus struct {
+	// name of the revision ("default" for the default revision); workloads select it with
+	// the istio.io/rev label.
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// version is the Istio release this revision runs.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Version string `json:"version,omitempty"`
+	// ready is true when the revision's istiod is available.
+	// +optional
+	Ready bool `json:"ready"`
+}
+
+// MeshControlPlaneStatus is the observed state of a MeshControlPlane.
+type MeshControlPlaneStatus struct {
+	// observedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (the summary), Reconciled, Progressing and Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// components reports each workload of the control plane.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Components []ComponentStatus `json:"components,omitempty"`
+
+	// revisions lists the control plane revisions in use.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Revisions []RevisionStatus `json:"revisions,omitempty"`
+}
+
+// MeshControlPlane installs and runs an Istio control plane (istiod and its configuration).
+// Usually there is one, named "default".
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=mcp,categories=meshplane
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.revision`
+// +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.spec.profile`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MeshControlPlane struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired control plane; every field has a default, so `spec: {}` installs
+	// the newest supported Istio with the default profile.
+	// +kubebuilder:default={}
+	// +optional
+	Spec MeshControlPlaneSpec `json:"spec"`
+
+	// status is what the operator observed.
+	// +optional
+	Status MeshControlPlaneStatus `json:"status,omitempty"`
+}
+
+// MeshControlPlaneList contains a list of MeshControlPlane.
+// +kubebuilder:object:root=true
+type MeshControlPlaneList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshControlPlane `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MeshControlPlane{}, &MeshControlPlaneList{})
+}

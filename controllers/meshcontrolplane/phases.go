@@ -1,0 +1,141 @@
+package meshcontrolplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshplane/meshplane/internal/apply"
+	"github.com/meshplane/meshplane/internal/render"
+)
+
+// AnnotationCreatedBy marks a namespace the operator created for a control plane.
+const AnnotationCreatedBy = "mesh.meshplane.io/created-by"
+
+// resolve applies defaults, checks the version against the supported table and renders the
+// desired objects.
+func (r *Reconciler) resolve(_ context.Context, s *scope) error {
+	cp, err := render.Resolve(s.mcp)
+	if err != nil {
+		s.facts.invalidSpec = err.Error()
+		return err
+	}
+	s.cp = cp
+	desired, err := render.Objects(cp)
+	if err != nil {
+		s.facts.invalidSpec = err.Error()
+		return err
+	}
+	s.desired = desired
+	return nil
+}
+
+// ensureNamespace creates the control plane's namespace when it does not exist. The
+// namespace is deliberately not owned by the MeshControlPlane: users keep their own objects
+// there (a plugged CA's cacerts Secret, for one), and deleting the MeshControlPlane must not
+// take those with it.
+func (r *Reconciler) ensureNamespace(ctx context.Context, s *scope) error {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	err := r.Client.Get(ctx, client.ObjectKey{Name: s.cp.Namespace}, ns)
+	switch {
+	case err == nil:
+		if ns.DeletionTimestamp != nil {
+			return fmt.Errorf("namespace %s is being deleted", s.cp.Namespace)
+		}
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("reading namespace %s: %w", s.cp.Namespace, err)
+	}
+	create := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        s.cp.Namespace,
+		Annotations: map[string]string{AnnotationCreatedBy: s.mcp.Name},
+	}}
+	if err := r.Client.Create(ctx, create); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", s.cp.Namespace, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Created namespace", "namespace", klog.KObj(create))
+	return nil
+}
+
+// applyObjects applies every desired object, skipping those already as desired. A conflict
+// with a foreign object does not stop the others; it stalls the control plane.
+func (r *Reconciler) applyObjects(ctx context.Context, s *scope) error {
+	var errs []error
+	for _, obj := range s.desired {
+		changed, err := r.Applier.Apply(ctx, s.mcp, obj)
+		var conflict *apply.ConflictError
+		switch {
+		case errors.As(err, &conflict):
+			s.facts.conflicts = append(s.facts.conflicts, conflict.Error())
+			errs = append(errs, err)
+		case err != nil:
+			s.facts.applyErrors = append(s.facts.applyErrors, err.Error())
+			errs = append(errs, err)
+		case changed:
+			s.facts.writes++
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prune deletes children an earlier spec needed and this one does not. It runs only after a
+// clean apply, so a failed pass never removes what is still serving.
+func (r *Reconciler) prune(ctx context.Context, s *scope) error {
+	if s.facts.conflicts != nil || s.facts.applyErrors != nil {
+		return nil
+	}
+	n, err := r.Applier.Prune(ctx, s.mcp, client.MatchingLabels{render.LabelControlPlane: s.mcp.Name},
+		r.ownedKinds, s.desired)
+	s.facts.writes += n
+	if err != nil {
+		s.facts.applyErrors = append(s.facts.applyErrors, err.Error())
+		return err
+	}
+	return nil
+}
+
+// observe reads the workloads' rollout state.
+func (r *Reconciler) observe(ctx context.Context, s *scope) error {
+	s.facts.revision = s.cp.RevisionLabel()
+	s.facts.version = s.cp.Release.Version
+	d := &appsv1.Deployment{}
+	key := client.ObjectKey{Namespace: s.cp.Namespace, Name: s.cp.IstiodName()}
+	c := componentFacts{name: key.Name, namespace: key.Namespace, component: "Pilot"}
+	switch err := r.Client.Get(ctx, key, d); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("reading deployment %s: %w", key, err)
+	case metav1.IsControlledBy(d, s.mcp):
+		c.observe(d)
+	}
+	s.facts.components = append(s.facts.components, c)
+	return nil
+}
+
+// observe records a Deployment's rollout state: it is ready once the controller has seen
+// the current template, every replica runs it, and enough are available.
+func (c *componentFacts) observe(d *appsv1.Deployment) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	c.exists = true
+	c.replicas = want
+	c.readyReplicas = d.Status.ReadyReplicas
+	c.ready = d.Status.ObservedGeneration >= d.Generation &&
+		d.Status.UpdatedReplicas >= want &&
+		d.Status.Replicas == d.Status.UpdatedReplicas &&
+		d.Status.AvailableReplicas >= want
+}
+
+// stopped reports whether later phases must not run.
+func (f *facts) stopped() bool { return f.invalidSpec != "" }

@@ -1,0 +1,175 @@
+// Package meshcontrolplane reconciles MeshControlPlane into an istiod install.
+package meshcontrolplane
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/apply"
+	"github.com/meshplane/meshplane/internal/render"
+)
+
+// FieldOwner is the server-side apply field manager of this controller.
+const FieldOwner = "meshplane-meshcontrolplane"
+
+// OwnedTypes are the kinds of object a MeshControlPlane's install consists of. The operator's
+// cache holds only the ones labelled as meshplane's, and pruning looks at each of them.
+var OwnedTypes = []client.Object{
+	&corev1.ServiceAccount{},
+	&corev1.ConfigMap{},
+	&corev1.Service{},
+	&rbacv1.ClusterRole{},
+	&rbacv1.ClusterRoleBinding{},
+	&rbacv1.Role{},
+	&rbacv1.RoleBinding{},
+	&appsv1.Deployment{},
+	&autoscalingv2.HorizontalPodAutoscaler{},
+	&policyv1.PodDisruptionBudget{},
+}
+
+// Reconciler reconciles a MeshControlPlane.
+type Reconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Applier   *apply.Applier
+
+	ownedKinds []schema.GroupVersionKind
+}
+
+// NewReconciler wires a Reconciler from a manager.
+func NewReconciler(mgr ctrl.Manager) *Reconciler {
+	return &Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("meshplane-meshcontrolplane"),
+		Applier:   apply.NewApplier(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), FieldOwner),
+	}
+}
+
+// SetupWithManager registers the controller: it watches MeshControlPlanes and every kind of
+// object they own, so drift and readiness changes of children reconcile their owner.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	for _, t := range OwnedTypes {
+		gvk, err := apiutilGVK(mgr, t)
+		if err != nil {
+			return err
+		}
+		r.ownedKinds = append(r.ownedKinds, gvk)
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("meshcontrolplane").
+		// Our own status writes do not change the generation and need no reconcile.
+		For(&meshv1alpha1.MeshControlPlane{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WithOptions(controller.Options{
+			// A conflict with a foreign object resolves when a person removes it; retry with
+			// backoff, capped so the fix is noticed within a minute.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](
+				100*time.Millisecond, time.Minute),
+		})
+	for _, t := range OwnedTypes {
+		b = b.Owns(t)
+	}
+	return b.Complete(r)
+}
+
+// scope holds what one reconcile learns; phases record facts in it, status.go turns them
+// into conditions.
+type scope struct {
+	mcp *meshv1alpha1.MeshControlPlane
+	cp  *render.ControlPlane
+	// desired are the rendered objects, in apply order.
+	desired []render.Object
+	facts   facts
+}
+
+// Reconcile converges one MeshControlPlane.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	mcp := &meshv1alpha1.MeshControlPlane{}
+	if err := r.Client.Get(ctx, req.NamespacedName, mcp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !mcp.DeletionTimestamp.IsZero() {
+		// Every child carries an owner reference; the garbage collector removes them.
+		return ctrl.Result{}, nil
+	}
+
+	s := &scope{mcp: mcp}
+	before := mcp.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, before, s); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+	}()
+
+	var errs []error
+	for _, phase := range []func(context.Context, *scope) error{
+		r.resolve,
+		r.ensureNamespace,
+		r.applyObjects,
+		r.prune,
+		r.observe,
+	} {
+		if err := phase(ctx, s); err != nil {
+			errs = append(errs, err)
+			if s.facts.stopped() {
+				break
+			}
+		}
+	}
+	err := kerrors.NewAggregate(errs)
+	if s.facts.invalidSpec != "" {
+		// Nothing changes until the spec does; the generation change will reconcile again.
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	if err != nil {
+		log.V(1).Info("Reconcile incomplete", "meshControlPlane", klog.KObj(mcp), "error", err.Error())
+	}
+	return ctrl.Result{}, err
+}
+
+// patchStatus computes the status from the facts and writes it, only when it changed.
+func (r *Reconciler) patchStatus(ctx context.Context, before *meshv1alpha1.MeshControlPlane, s *scope) error {
+	after := before.DeepCopy()
+	computeStatus(&after.Status, after.Generation, s.facts)
+	if equality.Semantic.DeepEqual(before.Status, after.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patching status: %w", err)
+	}
+	for _, e := range transitionEvents(before.Status.Conditions, after.Status.Conditions) {
+		r.Recorder.Eventf(after, nil, e.eventType, e.reason, e.action, "%s", e.note)
+	}
+	return nil
+}
+
+func apiutilGVK(mgr ctrl.Manager, obj client.Object) (schema.GroupVersionKind, error) {
+	gvk, err := mgr.GetClient().GroupVersionKindFor(obj)
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("looking up kind of %T: %w", obj, err)
+	}
+	return gvk, nil
+}

@@ -1,0 +1,140 @@
+package meshcontrolplane
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+)
+
+// facts are what one reconcile observed; computeStatus derives the status from them alone.
+type facts struct {
+	invalidSpec string
+	conflicts   []string
+	applyErrors []string
+	// writes counts the objects applied or deleted in this pass.
+	writes     int
+	components []componentFacts
+	revision   string
+	version    string
+}
+
+type componentFacts struct {
+	name, namespace, component string
+	exists, ready              bool
+	replicas, readyReplicas    int32
+}
+
+// computeStatus sets status from facts. Messages are deterministic (sorted, no timestamps or
+// generated names) so an unchanged world yields an unchanged status and no write.
+func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f facts) {
+	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation,
+		})
+	}
+	healthy := f.invalidSpec == "" && len(f.conflicts) == 0 && len(f.applyErrors) == 0
+
+	var notReady []string
+	for _, c := range f.components {
+		if !c.ready {
+			notReady = append(notReady, c.name)
+		}
+	}
+	sort.Strings(notReady)
+
+	switch {
+	case f.invalidSpec != "":
+		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, meshv1alpha1.ReasonInvalidSpec, f.invalidSpec)
+		set(meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonInvalidSpec, f.invalidSpec)
+	case len(f.conflicts) > 0:
+		msg := joinSorted(f.conflicts) + "; delete or rename the existing object(s), or choose another revision or namespace"
+		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, meshv1alpha1.ReasonResourceConflict, msg)
+		set(meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonResourceConflict, msg)
+	case len(f.applyErrors) > 0:
+		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, joinSorted(f.applyErrors))
+		set(meshv1alpha1.ConditionStalled, metav1.ConditionFalse, meshv1alpha1.ReasonNoProblems, "The operator is retrying")
+	default:
+		set(meshv1alpha1.ConditionReconciled, metav1.ConditionTrue, meshv1alpha1.ReasonApplied, "All objects of the control plane are applied")
+		set(meshv1alpha1.ConditionStalled, metav1.ConditionFalse, meshv1alpha1.ReasonNoProblems, "No problems")
+	}
+
+	switch {
+	case !healthy:
+		set(meshv1alpha1.ConditionProgressing, metav1.ConditionFalse, meshv1alpha1.ReasonReconcileError, "The rollout cannot proceed until the problem reported in Reconciled is fixed")
+	case len(notReady) > 0:
+		set(meshv1alpha1.ConditionProgressing, metav1.ConditionTrue, meshv1alpha1.ReasonRollingOut, "Rolling out: "+strings.Join(notReady, ", "))
+	default:
+		set(meshv1alpha1.ConditionProgressing, metav1.ConditionFalse, meshv1alpha1.ReasonRolledOut, "All components run the current spec")
+	}
+
+	switch {
+	case healthy && len(notReady) == 0 && len(f.components) > 0:
+		set(meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonAvailable, "The control plane is available")
+	case healthy:
+		set(meshv1alpha1.ConditionReady, metav1.ConditionFalse, meshv1alpha1.ReasonComponentsNotReady, "Not ready yet: "+strings.Join(notReady, ", "))
+	default:
+		reason := meta.FindStatusCondition(st.Conditions, meshv1alpha1.ConditionReconciled).Reason
+		set(meshv1alpha1.ConditionReady, metav1.ConditionFalse, reason, "See the Reconciled condition")
+	}
+
+	if f.invalidSpec != "" {
+		return // nothing was observed; keep the last observation
+	}
+	st.Components = st.Components[:0]
+	for _, c := range f.components {
+		st.Components = append(st.Components, meshv1alpha1.ComponentStatus{
+			Name: c.name, Component: c.component, Namespace: c.namespace,
+			Ready: c.ready, Replicas: c.replicas, ReadyReplicas: c.readyReplicas,
+		})
+	}
+	if len(st.Components) == 0 {
+		st.Components = nil
+	}
+	st.Revisions = []meshv1alpha1.RevisionStatus{{Name: f.revision, Version: f.version, Ready: healthy && len(notReady) == 0}}
+	if healthy {
+		st.ObservedGeneration = generation
+	}
+}
+
+func joinSorted(items []string) string {
+	s := append([]string(nil), items...)
+	sort.Strings(s)
+	return strings.Join(s, "; ")
+}
+
+type event struct {
+	eventType, reason, action, note string
+}
+
+// transitionEvents returns an Event for each condition change a user wants to see.
+func transitionEvents(before, after []metav1.Condition) []event {
+	var out []event
+	changed := func(t string) (*metav1.Condition, bool) {
+		a := meta.FindStatusCondition(after, t)
+		b := meta.FindStatusCondition(before, t)
+		if a == nil {
+			return nil, false
+		}
+		return a, b == nil || b.Status != a.Status || b.Reason != a.Reason
+	}
+	if c, ok := changed(meshv1alpha1.ConditionReady); ok {
+		if c.Status == metav1.ConditionTrue {
+			out = append(out, event{corev1.EventTypeNormal, "Ready", "Reconcile", c.Message})
+		} else if b := meta.FindStatusCondition(before, meshv1alpha1.ConditionReady); b != nil && b.Status == metav1.ConditionTrue {
+			out = append(out, event{corev1.EventTypeWarning, "NotReady", "Reconcile", fmt.Sprintf("%s: %s", c.Reason, c.Message)})
+		}
+	}
+	if c, ok := changed(meshv1alpha1.ConditionStalled); ok && c.Status == metav1.ConditionTrue {
+		out = append(out, event{corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message})
+	}
+	if c, ok := changed(meshv1alpha1.ConditionProgressing); ok && c.Status == metav1.ConditionTrue {
+		out = append(out, event{corev1.EventTypeNormal, c.Reason, "Rollout", c.Message})
+	}
+	return out
+}

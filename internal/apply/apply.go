@@ -1,0 +1,271 @@
+// Package apply converges owned children with server-side apply, sending nothing when the
+// live object already holds what the operator would apply, and never taking over an object
+// it did not create.
+package apply
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/client-go/applyconfigurations"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+)
+
+// Object is a typed apply configuration of one object (client-go's and ours all satisfy it).
+type Object interface {
+	runtime.ApplyConfiguration
+	GetAPIVersion() *string
+	GetKind() *string
+	GetName() *string
+	GetNamespace() *string
+}
+
+// ConflictError reports an object the operator needs that exists and belongs to someone else.
+type ConflictError struct {
+	Kind string
+	Key  client.ObjectKey
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s %s already exists and is not managed by this resource", e.Kind, displayKey(e.Key))
+}
+
+func displayKey(k client.ObjectKey) string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.String()
+}
+
+// Applier applies desired objects for one controller (one field manager).
+type Applier struct {
+	// Client reads from the operator's cache, which holds only objects meshplane labelled.
+	Client client.Client
+	// APIReader reads the API server directly: an object missing from the cache may still
+	// exist without meshplane's label, and must then not be taken over.
+	APIReader  client.Reader
+	Scheme     *runtime.Scheme
+	FieldOwner string
+
+	converter managedfields.TypeConverter
+}
+
+// NewApplier returns an Applier for the field manager fieldOwner.
+func NewApplier(c client.Client, apiReader client.Reader, scheme *runtime.Scheme, fieldOwner string) *Applier {
+	return &Applier{
+		Client:     c,
+		APIReader:  apiReader,
+		Scheme:     scheme,
+		FieldOwner: fieldOwner,
+		converter:  applyconfigurations.NewTypeConverter(scheme),
+	}
+}
+
+// Identity returns an apply configuration's kind and key.
+func Identity(desired Object) (schema.GroupVersionKind, client.ObjectKey) {
+	gvk := schema.FromAPIVersionAndKind(deref(desired.GetAPIVersion()), deref(desired.GetKind()))
+	return gvk, client.ObjectKey{Namespace: deref(desired.GetNamespace()), Name: deref(desired.GetName())}
+}
+
+// Apply makes the live object hold desired, with owner as its controller. It returns
+// whether a write was sent, and a *ConflictError when the object exists and owner does not
+// control it (the object is then left untouched).
+func (a *Applier) Apply(ctx context.Context, owner metav1.Object, desired Object) (bool, error) {
+	gvk, key := Identity(desired)
+	live, err := a.newObject(gvk)
+	if err != nil {
+		return false, err
+	}
+	switch err := a.Client.Get(ctx, key, live); {
+	case apierrors.IsNotFound(err):
+		// Not in the cache: either absent, or present without meshplane's label.
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(gvk)
+		switch err := a.APIReader.Get(ctx, key, meta); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return false, fmt.Errorf("reading %s %s: %w", gvk.Kind, displayKey(key), err)
+		case !metav1.IsControlledBy(meta, owner):
+			return false, &ConflictError{Kind: gvk.Kind, Key: key}
+		}
+	case err != nil:
+		return false, fmt.Errorf("reading %s %s: %w", gvk.Kind, displayKey(key), err)
+	case !metav1.IsControlledBy(live, owner):
+		return false, &ConflictError{Kind: gvk.Kind, Key: key}
+	default:
+		// Typed objects read through a client carry no kind; the type converter needs it.
+		live.GetObjectKind().SetGroupVersionKind(gvk)
+		same, err := a.holds(live, desired)
+		if err != nil {
+			return false, fmt.Errorf("comparing %s %s: %w", gvk.Kind, displayKey(key), err)
+		}
+		if same {
+			return false, nil
+		}
+	}
+	if err := a.Client.Apply(ctx, desired, client.FieldOwner(a.FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("applying %s %s: %w", gvk.Kind, displayKey(key), err)
+	}
+	return true, nil
+}
+
+func (a *Applier) newObject(gvk schema.GroupVersionKind) (client.Object, error) {
+	o, err := a.Scheme.New(gvk)
+	if err != nil {
+		return nil, fmt.Errorf("no Go type for %s: %w", gvk, err)
+	}
+	obj, ok := o.(client.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a client.Object", gvk)
+	}
+	return obj, nil
+}
+
+// holds reports whether the fields this field manager owns in live are exactly desired.
+// Server-side apply records each manager's fields in managedFields; extracting ours gives
+// what our last apply left (minus what others have since taken over or changed), so any
+// drift, deletion of a field or change of ours shows up as a difference.
+func (a *Applier) holds(live client.Object, desired Object) (bool, error) {
+	var entry *metav1.ManagedFieldsEntry
+	for i, mf := range live.GetManagedFields() {
+		if mf.Manager == a.FieldOwner && mf.Operation == metav1.ManagedFieldsOperationApply && mf.Subresource == "" {
+			entry = &live.GetManagedFields()[i]
+			break
+		}
+	}
+	if entry == nil || entry.FieldsV1 == nil {
+		return false, nil
+	}
+	owned := &fieldpath.Set{}
+	if err := owned.FromJSON(bytes.NewReader(entry.FieldsV1.Raw)); err != nil {
+		return false, err
+	}
+	typed, err := a.converter.ObjectToTyped(live)
+	if err != nil {
+		return false, err
+	}
+	extracted := typed.ExtractItems(owned.Leaves()).AsValue().Unstructured()
+
+	want, err := normalize(desired)
+	if err != nil {
+		return false, err
+	}
+	got, err := normalize(extracted)
+	if err != nil {
+		return false, err
+	}
+	return reflect.DeepEqual(want, got), nil
+}
+
+// normalize turns a value into plain JSON types, without the identity fields (which
+// managedFields never records).
+func normalize(v any) (map[string]any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "apiVersion")
+	delete(m, "kind")
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "name")
+		delete(md, "namespace")
+		if len(md) == 0 {
+			delete(m, "metadata")
+		}
+	}
+	return m, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Prune deletes the objects of the given kinds that match selector and are controlled by
+// owner but are not in keep: what an earlier spec needed and the current one does not (a
+// PodDisruptionBudget after scaling down, the objects of a renamed revision). Objects owner
+// does not control are never touched. It returns how many it deleted.
+func (a *Applier) Prune(ctx context.Context, owner metav1.Object, selector client.MatchingLabels,
+	kinds []schema.GroupVersionKind, keep []Object) (int, error) {
+	wanted := make(map[schema.GroupKind]map[client.ObjectKey]bool, len(keep))
+	for _, o := range keep {
+		gvk, key := Identity(o)
+		if wanted[gvk.GroupKind()] == nil {
+			wanted[gvk.GroupKind()] = map[client.ObjectKey]bool{}
+		}
+		wanted[gvk.GroupKind()][key] = true
+	}
+	deleted := 0
+	for _, gvk := range kinds {
+		typed, err := a.newList(gvk)
+		if err != nil {
+			return deleted, err
+		}
+		if err := a.Client.List(ctx, typed, selector); err != nil {
+			return deleted, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		items, err := metaItems(typed)
+		if err != nil {
+			return deleted, err
+		}
+		for _, obj := range items {
+			key := client.ObjectKeyFromObject(obj)
+			if wanted[gvk.GroupKind()][key] || !metav1.IsControlledBy(obj, owner) || obj.GetDeletionTimestamp() != nil {
+				continue
+			}
+			err := a.Client.Delete(ctx, obj, client.Preconditions{UID: ptrTo(obj.GetUID())},
+				client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if client.IgnoreNotFound(err) != nil {
+				return deleted, fmt.Errorf("deleting %s %s: %w", gvk.Kind, displayKey(key), err)
+			}
+			deleted++
+		}
+	}
+	return deleted, nil
+}
+
+func (a *Applier) newList(gvk schema.GroupVersionKind) (client.ObjectList, error) {
+	o, err := a.Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err != nil {
+		return nil, fmt.Errorf("no list type for %s: %w", gvk, err)
+	}
+	list, ok := o.(client.ObjectList)
+	if !ok {
+		return nil, fmt.Errorf("%sList is not a client.ObjectList", gvk.Kind)
+	}
+	return list, nil
+}
+
+func metaItems(list client.ObjectList) ([]client.Object, error) {
+	objs, err := apimeta.ExtractList(list)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]client.Object, 0, len(objs))
+	for _, o := range objs {
+		obj, ok := o.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("%T is not a client.Object", o)
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }

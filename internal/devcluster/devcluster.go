@@ -1,0 +1,168 @@
+// Package devcluster runs meshplane against the real local control plane: it starts
+// internal/testenv with meshplane's and Istio's CRDs, creates the operator's identity with
+// exactly the RBAC the release ships (config/rbac), and runs the operator's manager under
+// it. The end-to-end suites, the benchmarks and `make demo` all start from here.
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshplane/meshplane/internal/operator"
+	"github.com/meshplane/meshplane/internal/testenv"
+)
+
+// OperatorUser is the user the operator authenticates as; only config/rbac's ClusterRole is
+// bound to it, so a permission missing from the shipped RBAC fails here as it would in a
+// real cluster.
+const OperatorUser = "meshplane-operator"
+
+// Options configure Start.
+type Options struct {
+	// AuditLog turns on the API server's audit log (to count the operator's writes).
+	AuditLog bool
+	// SyncPeriod, when set, makes the operator's informers resync this often.
+	SyncPeriod time.Duration
+	// LogDir keeps the components' logs (default: a temporary directory removed on Stop).
+	LogDir string
+}
+
+// Cluster is a running control plane with the operator.
+type Cluster struct {
+	Env *testenv.Env
+	// Admin is a client with cluster-admin rights, for the test or the person driving it.
+	Admin client.Client
+	// OperatorConfig is the operator's own identity.
+	OperatorConfig *rest.Config
+	// Manager is the operator.
+	Manager ctrl.Manager
+	// Root is the repository root (where config/ lives).
+	Root string
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// RepoRoot finds the repository root from the working directory (go test runs in the
+// package's directory; the demo runs from the root).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "config", "crd")); err == nil {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the meshplane repository root (a directory with go.mod and config/crd)")
+		}
+		dir = parent
+	}
+}
+
+// Start brings up the control plane and the operator. Stop it when done.
+func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	env, err := testenv.Start(ctx, testenv.Options{
+		CRDDirectoryPaths: []string{
+			filepath.Join(root, "config", "crd", "bases"),
+			filepath.Join(root, "config", "istio-crds"),
+		},
+		AuditLog: opts.AuditLog,
+		LogDir:   opts.LogDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Env: env, Root: root}
+	defer func() {
+		if retErr != nil {
+			c.Stop()
+		}
+	}()
+
+	scheme := operator.Scheme()
+	c.Admin, err = client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("creating the admin client: %w", err)
+	}
+	if err := c.grantOperatorRBAC(ctx); err != nil {
+		return nil, err
+	}
+	c.OperatorConfig, _, err = env.AddUser(OperatorUser, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating the operator's user: %w", err)
+	}
+
+	mgrOpts := operator.Options{MetricsBindAddress: "0", HealthProbeBindAddress: "0"}
+	if opts.SyncPeriod > 0 {
+		mgrOpts.SyncPeriod = &opts.SyncPeriod
+	}
+	c.Manager, err = operator.NewManager(c.OperatorConfig, mgrOpts)
+	if err != nil {
+		return nil, err
+	}
+	mgrCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.done = make(chan error, 1)
+	go func() { c.done <- c.Manager.Start(mgrCtx) }()
+	syncCtx, syncCancel := context.WithTimeout(ctx, time.Minute)
+	defer syncCancel()
+	if !c.Manager.GetCache().WaitForCacheSync(syncCtx) {
+		return nil, errors.New("the operator's caches did not sync within a minute")
+	}
+	return c, nil
+}
+
+// grantOperatorRBAC binds config/rbac/role.yaml, as shipped, to the operator's user.
+func (c *Cluster) grantOperatorRBAC(ctx context.Context) error {
+	raw, err := os.ReadFile(filepath.Join(c.Root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		return err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(raw, role); err != nil {
+		return fmt.Errorf("parsing config/rbac/role.yaml: %w", err)
+	}
+	if err := c.Admin.Create(ctx, role); err != nil {
+		return fmt.Errorf("creating the operator's ClusterRole: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+	}
+	if err := c.Admin.Create(ctx, binding); err != nil {
+		return fmt.Errorf("binding the operator's ClusterRole: %w", err)
+	}
+	return nil
+}
+
+// Stop stops the operator, then the control plane.
+func (c *Cluster) Stop() {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	if c.Env != nil {
+		_ = c.Env.Stop()
+	}
+}
