@@ -185,7 +185,9 @@ func env(vars []corev1ac.EnvVarApplyConfiguration) map[string]string {
 
 func TestEveryObjectIsOwnedAndLabelled(t *testing.T) {
 	g := NewWithT(t)
-	m := mcp(func(s *meshv1alpha1.MeshControlPlaneSpec) { s.Pilot = &meshv1alpha1.PilotSpec{Replicas: ptr.To[int32](3)} })
+	m := mcp(func(s *meshv1alpha1.MeshControlPlaneSpec) {
+		s.Pilot = &meshv1alpha1.PilotSpec{Replicas: ptr.To[int32](3)}
+	})
 	_, objs := render(t, m)
 	for _, o := range objs {
 		raw, err := json.Marshal(o)
