@@ -1,0 +1,214 @@
+// Command demo runs meshplane on the real local control plane: it starts etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler and kwok, runs the operator with
+// the RBAC it ships, applies config/samples, waits for them to become Ready, shows what the
+// operator created and keeps everything running for kubectl until interrupted. With
+// DEMO_EXIT=1 it exits once the samples are Ready (for scripts and CI).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/devcluster"
+)
+
+const readyTimeout = 3 * time.Minute
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "[demo] error:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("[demo] "+format+"\n", args...) }
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	logDir, err := os.MkdirTemp("", "meshplane-demo-logs-")
+	if err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(logDir, "operator.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
+
+	step("starting the local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok")
+	start := time.Now()
+	cluster, err := devcluster.Start(ctx, devcluster.Options{LogDir: logDir})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping the operator and the control plane")
+		cluster.Stop()
+	}()
+	step("control plane and operator up in %s (operator log: %s)", time.Since(start).Round(100*time.Millisecond), logFile.Name())
+
+	names, err := applySamples(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := waitReady(ctx, cluster.Admin, name); err != nil {
+			return err
+		}
+	}
+
+	kubectl := filepath.Join(cluster.Env.AssetsDir, "kubectl")
+	for _, args := range [][]string{
+		{"get", "meshcontrolplanes"},
+		{"get", "deployments,services,configmaps,serviceaccounts,horizontalpodautoscalers,pods", "-n", "istio-system", "-l", "app.kubernetes.io/part-of=istio"},
+		{"get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/managed-by=meshplane"},
+	} {
+		fmt.Printf("\n$ kubectl %s\n", strings.Join(args, " "))
+		if err := runKubectl(kubectl, cluster.Env.Kubeconfig, os.Stdout, args...); err != nil {
+			return err
+		}
+	}
+	for _, name := range names {
+		if err := printStatus(ctx, cluster.Admin, name); err != nil {
+			return err
+		}
+	}
+
+	fmt.Println()
+	step("the control plane keeps running; in another shell:")
+	fmt.Printf("    export KUBECONFIG=%s\n", cluster.Env.Kubeconfig)
+	fmt.Printf("    export PATH=%s:$PATH   # kubectl\n", cluster.Env.AssetsDir)
+	fmt.Println("    kubectl get mcp")
+	fmt.Println("    kubectl wait --for=condition=Ready mcp/default")
+	if os.Getenv("DEMO_EXIT") == "1" {
+		step("DEMO_EXIT=1: exiting")
+		return nil
+	}
+	step("press Ctrl-C to stop")
+	<-ctx.Done()
+	return nil
+}
+
+// applySamples server-side applies every manifest config/samples lists, as kubectl
+// apply --server-side -k config/samples would, and returns the MeshControlPlanes' names.
+func applySamples(ctx context.Context, c *devcluster.Cluster) ([]string, error) {
+	dir := filepath.Join(c.Root, "config", "samples")
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(raw, &k); err != nil {
+		return nil, fmt.Errorf("reading config/samples/kustomization.yaml: %w", err)
+	}
+	var names []string
+	for _, file := range k.Resources {
+		f, err := os.Open(filepath.Join(dir, file))
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("decoding %s: %w", file, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			step("applying %s %s (config/samples/%s)", u.GetKind(), u.GetName(), file)
+			if err := c.Admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("meshplane-demo")); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("applying %s: %w", file, err)
+			}
+			if u.GetKind() == "MeshControlPlane" {
+				names = append(names, u.GetName())
+			}
+		}
+		f.Close()
+	}
+	return names, nil
+}
+
+// waitReady polls a MeshControlPlane until Ready=True at its generation, printing each
+// new message on the way.
+func waitReady(ctx context.Context, c client.Client, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		m := &meshv1alpha1.MeshControlPlane{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, m); err == nil {
+			if cond := meta.FindStatusCondition(m.Status.Conditions, meshv1alpha1.ConditionReady); cond != nil {
+				msg := fmt.Sprintf("%s=%s (%s): %s", cond.Type, cond.Status, cond.Reason, cond.Message)
+				if msg != last {
+					step("MeshControlPlane %s: %s", name, msg)
+					last = msg
+				}
+				if cond.Status == metav1.ConditionTrue && m.Status.ObservedGeneration == m.Generation {
+					step("MeshControlPlane %s is Ready after %s", name, time.Since(start).Round(10*time.Millisecond))
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("MeshControlPlane %s not Ready within %s (last: %s)", name, readyTimeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+func printStatus(ctx context.Context, c client.Client, name string) error {
+	m := &meshv1alpha1.MeshControlPlane{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(m.Status)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nstatus of mcp/%s:\n%s", name, out)
+	return nil
+}
+
+func runKubectl(kubectl, kubeconfig string, w io.Writer, args ...string) error {
+	var stderr bytes.Buffer
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return nil
+}
