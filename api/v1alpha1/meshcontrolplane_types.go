@@ -86,6 +86,7 @@ type MeshConfig struct {
 	// accessLogFile is where proxies write access logs; "/dev/stdout" turns them on for
 	// kubectl logs, empty turns them off (the demo profile defaults to /dev/stdout).
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1F\x7F-\x9F]*$`
 	// +optional
 	AccessLogFile *string `json:"accessLogFile,omitempty"`
 
@@ -144,9 +145,15 @@ type ProxyConfig struct {
 
 	// proxyMetadata sets environment variables of every proxy (Istio's proxy feature flags).
 	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 128 && k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",message="proxyMetadata keys must be environment variable names (letters, digits and underscores, at most 128 characters)"
 	// +optional
-	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
+	ProxyMetadata map[string]ProxyMetadataValue `json:"proxyMetadata,omitempty"`
 }
+
+// ProxyMetadataValue is the value of a proxy environment variable: printable text.
+// +kubebuilder:validation:MaxLength=1024
+// +kubebuilder:validation:Pattern=`^[^\x00-\x1F\x7F-\x9F]*$`
+type ProxyMetadataValue string
 
 // PilotSpec configures istiod.
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either pilot.replicas (a fixed count) or pilot.autoscaling, not both"

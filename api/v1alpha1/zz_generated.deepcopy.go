@@ -308,7 +308,7 @@ func (in *ProxyConfig) DeepCopyInto(out *ProxyConfig) {
 	}
 	if in.ProxyMetadata != nil {
 		in, out := &in.ProxyMetadata, &out.ProxyMetadata
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]ProxyMetadataValue, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}

@@ -73,7 +73,12 @@ func MeshConfigYAML(cp *ControlPlane) (string, error) {
 			if dc.TerminationDrainDuration != nil {
 				mc.DefaultConfig.TerminationDrainDuration = dc.TerminationDrainDuration.Duration.String()
 			}
-			mc.DefaultConfig.ProxyMetadata = dc.ProxyMetadata
+			if len(dc.ProxyMetadata) > 0 {
+				mc.DefaultConfig.ProxyMetadata = make(map[string]string, len(dc.ProxyMetadata))
+				for k, v := range dc.ProxyMetadata {
+					mc.DefaultConfig.ProxyMetadata[k] = string(v)
+				}
+			}
 		}
 	}
 	out, err := yaml.Marshal(mc)

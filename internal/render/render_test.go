@@ -328,7 +328,7 @@ func TestMeshConfig(t *testing.T) {
 			DefaultConfig: &meshv1alpha1.ProxyConfig{
 				HoldApplicationUntilProxyStarts: ptr.To(true),
 				TerminationDrainDuration:        &metav1.Duration{Duration: 45 * time.Second},
-				ProxyMetadata:                   map[string]string{"ISTIO_META_DNS_CAPTURE": "true"},
+				ProxyMetadata:                   map[string]meshv1alpha1.ProxyMetadataValue{"ISTIO_META_DNS_CAPTURE": "true"},
 			},
 		}
 	}))
@@ -414,7 +414,7 @@ func TestRenderIsDeterministic(t *testing.T) {
 	g := NewWithT(t)
 	spec := func(s *meshv1alpha1.MeshControlPlaneSpec) {
 		s.MeshConfig = &meshv1alpha1.MeshConfig{DefaultConfig: &meshv1alpha1.ProxyConfig{
-			ProxyMetadata: map[string]string{"A": "1", "B": "2", "C": "3", "D": "4"}}}
+			ProxyMetadata: map[string]meshv1alpha1.ProxyMetadataValue{"A": "1", "B": "2", "C": "3", "D": "4"}}}
 		s.Pilot = &meshv1alpha1.PilotSpec{NodeSelector: map[string]string{"x": "1", "y": "2", "z": "3"}}
 	}
 	_, first := render(t, mcp(spec))

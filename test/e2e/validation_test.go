@@ -52,6 +52,13 @@ var _ = Describe("MeshControlPlane admission", func() {
 		Entry("a sampling percentage above 100", func(s *meshv1alpha1.MeshControlPlaneSpec) {
 			s.MeshConfig = &meshv1alpha1.MeshConfig{Tracing: &meshv1alpha1.Tracing{SamplingPercentage: "101"}}
 		}, "spec.meshConfig.tracing.samplingPercentage: Invalid value"),
+		Entry("a control character in the access log path", func(s *meshv1alpha1.MeshControlPlaneSpec) {
+			s.MeshConfig = &meshv1alpha1.MeshConfig{AccessLogFile: ptr.To("/dev/stdout\n")}
+		}, "spec.meshConfig.accessLogFile: Invalid value"),
+		Entry("a proxyMetadata key that is no variable name", func(s *meshv1alpha1.MeshControlPlaneSpec) {
+			s.MeshConfig = &meshv1alpha1.MeshConfig{DefaultConfig: &meshv1alpha1.ProxyConfig{
+				ProxyMetadata: map[string]meshv1alpha1.ProxyMetadataValue{"NOT-A-NAME": "x"}}}
+		}, "proxyMetadata keys must be environment variable names"),
 		Entry("an unknown profile", func(s *meshv1alpha1.MeshControlPlaneSpec) { s.Profile = "ambient" },
 			`spec.profile: Unsupported value: "ambient"`),
 	)

@@ -226,10 +226,12 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         map:
           elementType:
-            scalar: string
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.ProxyMetadataValue
     - name: terminationDrainDuration
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+- name: com.github.meshplane.meshplane.api.v1alpha1.ProxyMetadataValue
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.RevisionStatus
   map:
     fields:

@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	apiv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -33,7 +34,7 @@ type ProxyConfigApplyConfiguration struct {
 	// terminationDrainDuration is how long a stopping proxy keeps draining connections.
 	TerminationDrainDuration *v1.Duration `json:"terminationDrainDuration,omitempty"`
 	// proxyMetadata sets environment variables of every proxy (Istio's proxy feature flags).
-	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
+	ProxyMetadata map[string]apiv1alpha1.ProxyMetadataValue `json:"proxyMetadata,omitempty"`
 }
 
 // ProxyConfigApplyConfiguration constructs a declarative configuration of the ProxyConfig type for use with
@@ -62,9 +63,9 @@ func (b *ProxyConfigApplyConfiguration) WithTerminationDrainDuration(value v1.Du
 // and returns the receiver, so that objects can be build by chaining "With" function invocations.
 // If called multiple times, the entries provided by each call will be put on the ProxyMetadata field,
 // overwriting an existing map entries in ProxyMetadata field with the same key.
-func (b *ProxyConfigApplyConfiguration) WithProxyMetadata(entries map[string]string) *ProxyConfigApplyConfiguration {
+func (b *ProxyConfigApplyConfiguration) WithProxyMetadata(entries map[string]apiv1alpha1.ProxyMetadataValue) *ProxyConfigApplyConfiguration {
 	if b.ProxyMetadata == nil && len(entries) > 0 {
-		b.ProxyMetadata = make(map[string]string, len(entries))
+		b.ProxyMetadata = make(map[string]apiv1alpha1.ProxyMetadataValue, len(entries))
 	}
 	for k, v := range entries {
 		b.ProxyMetadata[k] = v
