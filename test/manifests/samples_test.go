@@ -1,0 +1,57 @@
+package manifests
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/versions"
+)
+
+func TestSamplesDecodeStrictly(t *testing.T) {
+	g := NewWithT(t)
+	const dir = "config/samples"
+
+	var kustomization types.Kustomization
+	g.Expect(yaml.UnmarshalStrict(readRepoFile(t, filepath.Join(dir, "kustomization.yaml")), &kustomization)).To(Succeed())
+	g.Expect(kustomization.Resources).NotTo(BeEmpty(), "%s/kustomization.yaml lists no samples", dir)
+
+	// A sample left out of the kustomization would escape this test.
+	entries, err := os.ReadDir(filepath.Join(repoRoot(t), dir))
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, e := range entries {
+		if name := e.Name(); !e.IsDir() && filepath.Ext(name) == ".yaml" && name != "kustomization.yaml" {
+			g.Expect(kustomization.Resources).To(ContainElement(name), "%s/%s is not listed in its kustomization.yaml", dir, name)
+		}
+	}
+
+	supported := make([]string, len(versions.Supported))
+	for i, r := range versions.Supported {
+		supported[i] = r.Version
+	}
+
+	for _, file := range kustomization.Resources {
+		t.Run(file, func(t *testing.T) {
+			g := NewWithT(t)
+			docs := yamlDocuments(t, readRepoFile(t, filepath.Join(dir, file)))
+			g.Expect(docs).NotTo(BeEmpty(), "%s holds no objects", file)
+			for _, doc := range docs {
+				var mcp v1alpha1.MeshControlPlane
+				g.Expect(yaml.UnmarshalStrict(doc, &mcp)).To(Succeed())
+				g.Expect(mcp.APIVersion).To(Equal(v1alpha1.GroupVersion.String()))
+				g.Expect(mcp.Kind).To(Equal("MeshControlPlane"))
+				g.Expect(mcp.Name).NotTo(BeEmpty())
+				if mcp.Spec.Version != "" {
+					g.Expect(slices.Contains(supported, mcp.Spec.Version)).To(BeTrue(),
+						"sample %s asks for Istio %s, which is not in versions.Supported %v", mcp.Name, mcp.Spec.Version, supported)
+				}
+			}
+		})
+	}
+}
