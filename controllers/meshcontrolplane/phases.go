@@ -59,9 +59,13 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, s *scope) error {
 		Name:        s.cp.Namespace,
 		Annotations: map[string]string{AnnotationCreatedBy: s.mcp.Name},
 	}}
-	if err := r.Client.Create(ctx, create); err != nil && !apierrors.IsAlreadyExists(err) {
+	switch err := r.Client.Create(ctx, create); {
+	case apierrors.IsAlreadyExists(err):
+		return nil // created since the cache last saw it
+	case err != nil:
 		return fmt.Errorf("creating namespace %s: %w", s.cp.Namespace, err)
 	}
+	s.facts.writes++
 	ctrl.LoggerFrom(ctx).Info("Created namespace", "namespace", klog.KObj(create))
 	return nil
 }

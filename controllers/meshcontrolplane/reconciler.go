@@ -71,9 +71,9 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 // object they own, so drift and readiness changes of children reconcile their owner.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, t := range OwnedTypes {
-		gvk, err := apiutilGVK(mgr, t)
+		gvk, err := mgr.GetClient().GroupVersionKindFor(t)
 		if err != nil {
-			return err
+			return fmt.Errorf("looking up the kind of %T: %w", t, err)
 		}
 		r.ownedKinds = append(r.ownedKinds, gvk)
 	}
@@ -139,13 +139,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			}
 		}
 	}
+	if s.facts.writes > 0 {
+		log.Info("Converged the control plane", "meshControlPlane", klog.KObj(mcp), "writes", s.facts.writes)
+	}
 	err := kerrors.NewAggregate(errs)
 	if s.facts.invalidSpec != "" {
 		// Nothing changes until the spec does; the generation change will reconcile again.
 		return ctrl.Result{}, reconcile.TerminalError(err)
-	}
-	if err != nil {
-		log.V(1).Info("Reconcile incomplete", "meshControlPlane", klog.KObj(mcp), "error", err.Error())
 	}
 	return ctrl.Result{}, err
 }
@@ -164,12 +164,4 @@ func (r *Reconciler) patchStatus(ctx context.Context, before *meshv1alpha1.MeshC
 		r.Recorder.Eventf(after, nil, e.eventType, e.reason, e.action, "%s", e.note)
 	}
 	return nil
-}
-
-func apiutilGVK(mgr ctrl.Manager, obj client.Object) (schema.GroupVersionKind, error) {
-	gvk, err := mgr.GetClient().GroupVersionKindFor(obj)
-	if err != nil {
-		return schema.GroupVersionKind{}, fmt.Errorf("looking up kind of %T: %w", obj, err)
-	}
-	return gvk, nil
 }

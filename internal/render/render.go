@@ -125,7 +125,7 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 
 // labels are the labels of every object of the control plane (upstream's plus meshplane's).
 func (cp *ControlPlane) labels(component string) map[string]string {
-	l := map[string]string{
+	return map[string]string{
 		"app.kubernetes.io/name":     "istiod",
 		"app.kubernetes.io/instance": cp.IstiodName(),
 		"app.kubernetes.io/part-of":  "istio",
@@ -135,7 +135,6 @@ func (cp *ControlPlane) labels(component string) map[string]string {
 		LabelManagedBy:               ManagedByValue,
 		LabelControlPlane:            cp.Owner.Name,
 	}
-	return l
 }
 
 // ownerReference makes the MeshControlPlane the controller of a child, so the garbage
