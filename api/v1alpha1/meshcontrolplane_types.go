@@ -71,6 +71,52 @@ type MeshControlPlaneSpec struct {
 	// pilot configures the istiod Deployment: scale, resources, scheduling and extra env.
 	// +optional
 	Pilot *PilotSpec `json:"pilot,omitempty"`
+
+	// sidecarInjector configures the sidecars the operator injects into this revision's pods.
+	// +optional
+	SidecarInjector *SidecarInjectorSpec `json:"sidecarInjector,omitempty"`
+}
+
+// SidecarMode says how the proxy runs next to the application.
+// +kubebuilder:validation:Enum=Sidecar;NativeSidecar
+type SidecarMode string
+
+const (
+	// SidecarModeSidecar runs istio-proxy as a regular container, with the istio-init init
+	// container setting up traffic redirection.
+	SidecarModeSidecar SidecarMode = "Sidecar"
+	// SidecarModeNativeSidecar runs istio-proxy as a Kubernetes native sidecar (an init
+	// container with restartPolicy Always), so it starts before and stops after the
+	// application, and Jobs complete.
+	SidecarModeNativeSidecar SidecarMode = "NativeSidecar"
+)
+
+// ProxyLogLevel is an Envoy log level.
+// +kubebuilder:validation:Enum=trace;debug;info;warning;error;critical;off
+type ProxyLogLevel string
+
+// SidecarInjectorSpec configures sidecar injection for a revision.
+type SidecarInjectorSpec struct {
+	// mode is Sidecar (default) or NativeSidecar.
+	// +optional
+	Mode SidecarMode `json:"mode,omitempty"`
+
+	// resources of the injected istio-proxy container (default: requests 100m CPU and
+	// 128Mi memory, limits 2 CPUs and 1Gi). Pods override them with the
+	// sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit and proxyMemoryLimit annotations.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// logLevel of the injected proxies (default warning); pods override it with the
+	// sidecar.istio.io/logLevel annotation.
+	// +optional
+	LogLevel ProxyLogLevel `json:"logLevel,omitempty"`
+
+	// rewriteAppHTTPProbers sends applications' HTTP probes through the proxy's agent, so
+	// they keep working under STRICT mTLS (default true); pods override it with the
+	// sidecar.istio.io/rewriteAppHTTPProbers annotation.
+	// +optional
+	RewriteAppHTTPProbers *bool `json:"rewriteAppHTTPProbers,omitempty"`
 }
 
 // AccessLogEncoding is the format of Envoy's access log lines.
@@ -287,6 +333,9 @@ type RevisionStatus struct {
 	// ready is true when the revision's istiod is available.
 	// +optional
 	Ready bool `json:"ready"`
+	// injectedPods is the number of pods currently running this revision's sidecar.
+	// +optional
+	InjectedPods int32 `json:"injectedPods"`
 }
 
 // MeshControlPlaneStatus is the observed state of a MeshControlPlane.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"istio.io/api/label"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +30,13 @@ func (r *Reconciler) resolve(_ context.Context, s *scope) error {
 		return err
 	}
 	s.cp = cp
+	if r.Webhook != nil {
+		ep := *r.Webhook
+		if r.CABundle != nil {
+			ep.CABundle = r.CABundle()
+		}
+		cp.Webhook = &ep
+	}
 	desired, err := render.Objects(cp)
 	if err != nil {
 		s.facts.invalidSpec = err.Error()
@@ -122,6 +130,21 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		c.observe(d)
 	}
 	s.facts.components = append(s.facts.components, c)
+
+	// Injected pods are counted from a metadata-only cache of the pods carrying the
+	// sidecar's labels; no pod specs are held.
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.Client.List(ctx, pods, client.MatchingLabels{
+		label.SecurityTlsMode.Name: "istio", label.IoIstioRev.Name: s.cp.RevisionLabel(),
+	}); err != nil {
+		return fmt.Errorf("counting injected pods: %w", err)
+	}
+	for i := range pods.Items {
+		if pods.Items[i].DeletionTimestamp == nil {
+			s.facts.injectedPods++
+		}
+	}
 	return nil
 }
 

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"time"
 
+	"istio.io/api/label"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
@@ -21,8 +24,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/apply"
@@ -45,7 +51,12 @@ var OwnedTypes = []client.Object{
 	&appsv1.Deployment{},
 	&autoscalingv2.HorizontalPodAutoscaler{},
 	&policyv1.PodDisruptionBudget{},
+	&admissionregistrationv1.MutatingWebhookConfiguration{},
 }
+
+// InjectedPodsSelector selects the pods that run a sidecar; the operator caches only their
+// metadata, to count them per revision.
+var InjectedPodsSelector = labels.SelectorFromSet(labels.Set{label.SecurityTlsMode.Name: "istio"})
 
 // Reconciler reconciles a MeshControlPlane.
 type Reconciler struct {
@@ -53,6 +64,14 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Applier   *apply.Applier
+
+	// Webhook is where the operator serves sidecar injection (nil: no injection webhooks).
+	Webhook *render.WebhookEndpoint
+	// CABundle returns the current CA bundle of the operator's serving certificate.
+	CABundle func() []byte
+	// CABundleChanged delivers an event whenever the CA bundle changes, so every webhook
+	// configuration is re-rendered with it.
+	CABundleChanged <-chan event.GenericEvent
 
 	ownedKinds []schema.GroupVersionKind
 }
@@ -91,7 +110,45 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, t := range OwnedTypes {
 		b = b.Owns(t)
 	}
+	// Pods come and go under a revision: recount them (metadata only).
+	b = b.WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.controlPlaneOfPod))
+	if r.CABundleChanged != nil {
+		b = b.WatchesRawSource(source.Channel(r.CABundleChanged, handler.EnqueueRequestsFromMapFunc(r.allControlPlanes)))
+	}
 	return b.Complete(r)
+}
+
+// controlPlaneOfPod maps an injected pod to the MeshControlPlane of its revision.
+func (r *Reconciler) controlPlaneOfPod(ctx context.Context, pod client.Object) []reconcile.Request {
+	rev, ok := pod.GetLabels()[label.IoIstioRev.Name]
+	if !ok {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, req := range r.allControlPlanes(ctx, pod) {
+		m := &meshv1alpha1.MeshControlPlane{}
+		if r.Client.Get(ctx, req.NamespacedName, m) != nil {
+			continue
+		}
+		if m.Spec.Revision == rev || (m.Spec.Revision == "" && rev == "default") {
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
+// allControlPlanes lists every MeshControlPlane (there are few).
+func (r *Reconciler) allControlPlanes(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &meshv1alpha1.MeshControlPlaneList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing MeshControlPlanes")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
 }
 
 // scope holds what one reconcile learns; phases record facts in it, status.go turns them

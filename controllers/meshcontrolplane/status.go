@@ -22,6 +22,8 @@ type facts struct {
 	components []componentFacts
 	revision   string
 	version    string
+	// injectedPods counts the pods running this revision's sidecar.
+	injectedPods int32
 }
 
 type componentFacts struct {
@@ -96,7 +98,9 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	if len(st.Components) == 0 {
 		st.Components = nil
 	}
-	st.Revisions = []meshv1alpha1.RevisionStatus{{Name: f.revision, Version: f.version, Ready: healthy && len(notReady) == 0}}
+	st.Revisions = []meshv1alpha1.RevisionStatus{{
+		Name: f.revision, Version: f.version, Ready: healthy && len(notReady) == 0, InjectedPods: f.injectedPods,
+	}}
 	if healthy {
 		st.ObservedGeneration = generation
 	}
@@ -108,13 +112,13 @@ func joinSorted(items []string) string {
 	return strings.Join(s, "; ")
 }
 
-type event struct {
+type transition struct {
 	eventType, reason, action, note string
 }
 
 // transitionEvents returns an Event for each condition change a user wants to see.
-func transitionEvents(before, after []metav1.Condition) []event {
-	var out []event
+func transitionEvents(before, after []metav1.Condition) []transition {
+	var out []transition
 	changed := func(t string) (*metav1.Condition, bool) {
 		a := meta.FindStatusCondition(after, t)
 		b := meta.FindStatusCondition(before, t)
@@ -125,16 +129,16 @@ func transitionEvents(before, after []metav1.Condition) []event {
 	}
 	if c, ok := changed(meshv1alpha1.ConditionReady); ok {
 		if c.Status == metav1.ConditionTrue {
-			out = append(out, event{corev1.EventTypeNormal, "Ready", "Reconcile", c.Message})
+			out = append(out, transition{corev1.EventTypeNormal, "Ready", "Reconcile", c.Message})
 		} else if b := meta.FindStatusCondition(before, meshv1alpha1.ConditionReady); b != nil && b.Status == metav1.ConditionTrue {
-			out = append(out, event{corev1.EventTypeWarning, "NotReady", "Reconcile", fmt.Sprintf("%s: %s", c.Reason, c.Message)})
+			out = append(out, transition{corev1.EventTypeWarning, "NotReady", "Reconcile", fmt.Sprintf("%s: %s", c.Reason, c.Message)})
 		}
 	}
 	if c, ok := changed(meshv1alpha1.ConditionStalled); ok && c.Status == metav1.ConditionTrue {
-		out = append(out, event{corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message})
+		out = append(out, transition{corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message})
 	}
 	if c, ok := changed(meshv1alpha1.ConditionProgressing); ok && c.Status == metav1.ConditionTrue {
-		out = append(out, event{corev1.EventTypeNormal, c.Reason, "Rollout", c.Message})
+		out = append(out, transition{corev1.EventTypeNormal, c.Reason, "Rollout", c.Message})
 	}
 	return out
 }

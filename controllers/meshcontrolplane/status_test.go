@@ -121,7 +121,7 @@ func TestTransitionEvents(t *testing.T) {
 	ready := []metav1.Condition{cond("Ready", "True", "Available"), cond("Progressing", "False", "RolledOut"), cond("Stalled", "False", "NoProblems")}
 	conflict := []metav1.Condition{cond("Ready", "False", "ResourceConflict"), cond("Progressing", "False", "ReconcileError"), cond("Stalled", "True", "ResourceConflict")}
 
-	reasons := func(evs []event) []string {
+	reasons := func(evs []transition) []string {
 		var out []string
 		for _, e := range evs {
 			out = append(out, e.eventType+"/"+e.reason)

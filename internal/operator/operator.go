@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -61,6 +63,9 @@ func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	for _, t := range meshcontrolplane.OwnedTypes {
 		byObject[t] = cache.ByObject{Label: managed, Transform: keep}
 	}
+	pods := &metav1.PartialObjectMetadata{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	byObject[pods] = cache.ByObject{Label: meshcontrolplane.InjectedPodsSelector}
 	return cache.Options{
 		ByObject:         byObject,
 		DefaultTransform: cache.TransformStripManagedFields(),

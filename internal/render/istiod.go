@@ -49,7 +49,7 @@ func (cp *ControlPlane) istiodSelector() map[string]string {
 	if cp.Revision == "" {
 		return map[string]string{"istio": "pilot"}
 	}
-	return map[string]string{"app": "istiod", labelIstioRev: cp.Revision}
+	return map[string]string{"app": "istiod", LabelIstioRev: cp.Revision}
 }
 
 func istiodService(cp *ControlPlane) *corev1ac.ServiceApplyConfiguration {
@@ -57,7 +57,7 @@ func istiodService(cp *ControlPlane) *corev1ac.ServiceApplyConfiguration {
 	// as upstream's does, so it never picks up a canary revision's pods.
 	selector := map[string]string{"app": "istiod", "istio": "pilot"}
 	if cp.Revision != "" {
-		selector = map[string]string{"app": "istiod", labelIstioRev: cp.Revision}
+		selector = map[string]string{"app": "istiod", LabelIstioRev: cp.Revision}
 	}
 	port := func(name string, port, target int32) *corev1ac.ServicePortApplyConfiguration {
 		return corev1ac.ServicePort().WithName(name).WithPort(port).

@@ -24,7 +24,8 @@ const (
 	// control plane can be listed (and pruned) without listing everything.
 	LabelControlPlane = "mesh.meshplane.io/control-plane"
 
-	labelIstioRev  = "istio.io/rev"
+	// LabelIstioRev selects a revision, on namespaces, pods and the control plane's objects.
+	LabelIstioRev  = "istio.io/rev" // label.IoIstioRev
 	labelComponent = "operator.istio.io/component"
 )
 
@@ -40,6 +41,9 @@ type ControlPlane struct {
 	Namespace string
 	// Revision is the spec's revision; "" for the default revision.
 	Revision string
+	// Webhook, when set, is where the operator serves sidecar injection; the revision's
+	// MutatingWebhookConfiguration is rendered only then.
+	Webhook *WebhookEndpoint
 }
 
 // Resolve applies the defaults the CRD schema did not (objects created before a default
@@ -120,6 +124,9 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 	if pdb := istiodPDB(cp); pdb != nil {
 		objs = append(objs, pdb)
 	}
+	if cp.Webhook != nil {
+		objs = append(objs, injectorWebhook(cp))
+	}
 	return objs, nil
 }
 
@@ -130,7 +137,7 @@ func (cp *ControlPlane) labels(component string) map[string]string {
 		"app.kubernetes.io/instance": cp.IstiodName(),
 		"app.kubernetes.io/part-of":  "istio",
 		"app.kubernetes.io/version":  cp.Release.Version,
-		labelIstioRev:                cp.RevisionLabel(),
+		LabelIstioRev:                cp.RevisionLabel(),
 		labelComponent:               component,
 		LabelManagedBy:               ManagedByValue,
 		LabelControlPlane:            cp.Owner.Name,

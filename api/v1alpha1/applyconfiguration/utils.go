@@ -52,6 +52,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.ProxyConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RevisionStatus"):
 		return &apiv1alpha1.RevisionStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("SidecarInjectorSpec"):
+		return &apiv1alpha1.SidecarInjectorSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Tracing"):
 		return &apiv1alpha1.TracingApplyConfiguration{}
 

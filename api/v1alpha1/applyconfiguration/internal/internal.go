@@ -138,6 +138,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: revision
       type:
         scalar: string
+    - name: sidecarInjector
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
     - name: version
       type:
         scalar: string
@@ -230,11 +233,16 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: terminationDrainDuration
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+- name: com.github.meshplane.meshplane.api.v1alpha1.ProxyLogLevel
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.ProxyMetadataValue
   scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.RevisionStatus
   map:
     fields:
+    - name: injectedPods
+      type:
+        scalar: numeric
     - name: name
       type:
         scalar: string
@@ -244,6 +252,23 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: version
       type:
         scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
+  map:
+    fields:
+    - name: logLevel
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.ProxyLogLevel
+    - name: mode
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.SidecarMode
+    - name: resources
+      type:
+        namedType: io.k8s.api.core.v1.ResourceRequirements
+    - name: rewriteAppHTTPProbers
+      type:
+        scalar: boolean
+- name: com.github.meshplane.meshplane.api.v1alpha1.SidecarMode
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.Tracing
   map:
     fields:

@@ -48,6 +48,8 @@ type MeshControlPlaneSpecApplyConfiguration struct {
 	MeshConfig *MeshConfigApplyConfiguration `json:"meshConfig,omitempty"`
 	// pilot configures the istiod Deployment: scale, resources, scheduling and extra env.
 	Pilot *PilotSpecApplyConfiguration `json:"pilot,omitempty"`
+	// sidecarInjector configures the sidecars the operator injects into this revision's pods.
+	SidecarInjector *SidecarInjectorSpecApplyConfiguration `json:"sidecarInjector,omitempty"`
 }
 
 // MeshControlPlaneSpecApplyConfiguration constructs a declarative configuration of the MeshControlPlaneSpec type for use with
@@ -109,5 +111,13 @@ func (b *MeshControlPlaneSpecApplyConfiguration) WithMeshConfig(value *MeshConfi
 // If called multiple times, the Pilot field is set to the value of the last call.
 func (b *MeshControlPlaneSpecApplyConfiguration) WithPilot(value *PilotSpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
 	b.Pilot = value
+	return b
+}
+
+// WithSidecarInjector sets the SidecarInjector field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the SidecarInjector field is set to the value of the last call.
+func (b *MeshControlPlaneSpecApplyConfiguration) WithSidecarInjector(value *SidecarInjectorSpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
+	b.SidecarInjector = value
 	return b
 }

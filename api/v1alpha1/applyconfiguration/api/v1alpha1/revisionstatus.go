@@ -30,6 +30,8 @@ type RevisionStatusApplyConfiguration struct {
 	Version *string `json:"version,omitempty"`
 	// ready is true when the revision's istiod is available.
 	Ready *bool `json:"ready,omitempty"`
+	// injectedPods is the number of pods currently running this revision's sidecar.
+	InjectedPods *int32 `json:"injectedPods,omitempty"`
 }
 
 // RevisionStatusApplyConfiguration constructs a declarative configuration of the RevisionStatus type for use with
@@ -59,5 +61,13 @@ func (b *RevisionStatusApplyConfiguration) WithVersion(value string) *RevisionSt
 // If called multiple times, the Ready field is set to the value of the last call.
 func (b *RevisionStatusApplyConfiguration) WithReady(value bool) *RevisionStatusApplyConfiguration {
 	b.Ready = &value
+	return b
+}
+
+// WithInjectedPods sets the InjectedPods field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the InjectedPods field is set to the value of the last call.
+func (b *RevisionStatusApplyConfiguration) WithInjectedPods(value int32) *RevisionStatusApplyConfiguration {
+	b.InjectedPods = &value
 	return b
 }
