@@ -151,6 +151,13 @@ func (e *Env) startAPIServer(opts Options) error {
 		}
 	}
 
+	if !opts.WithoutWorkloads {
+		// envtest turns the ServiceAccount admission plugin off, having no controller to
+		// create service accounts. With kube-controller-manager running, keep it on, as every
+		// real cluster does: pods then get serviceAccountName and its token volume before
+		// mutating webhooks see them.
+		api.Configure().Set("disable-admission-plugins", "")
+	}
 	if opts.AuditLog {
 		policy := filepath.Join(e.Dir, "audit-policy.yaml")
 		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
