@@ -21,9 +21,21 @@ func main() {
 		"Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false,
 		"Elect a leader, so only one replica reconciles at a time.")
+	flag.StringVar(&opts.Namespace, "namespace", os.Getenv("POD_NAMESPACE"),
+		"The operator's namespace (its webhook certificate lives there; never injected).")
+	var hooks operator.WebhookOptions
+	flag.IntVar(&hooks.Port, "webhook-port", 9443, "Port the admission webhook server listens on.")
+	flag.StringVar(&hooks.ServiceName, "webhook-service-name", "meshplane-webhook-service",
+		"Service in the operator's namespace through which the API server reaches the webhooks.")
+	flag.StringVar(&hooks.URL, "webhook-url", "",
+		"Base URL the API server calls the webhooks at, instead of the Service (operator outside the cluster).")
+	disableWebhooks := flag.Bool("disable-webhooks", false, "Serve no admission webhooks (no sidecar injection).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if !*disableWebhooks {
+		opts.Webhooks = &hooks
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 

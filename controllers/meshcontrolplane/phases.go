@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"istio.io/api/label"
+	"istio.io/api/annotation"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -132,16 +132,16 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	s.facts.components = append(s.facts.components, c)
 
 	// Injected pods are counted from a metadata-only cache of the pods carrying the
-	// sidecar's labels; no pod specs are held.
+	// sidecar's tlsMode label; no pod specs are held. The injector records the revision in
+	// the istio.io/rev annotation (as upstream's does, leaving a revision-tag label alone).
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods, client.MatchingLabels{
-		label.SecurityTlsMode.Name: "istio", label.IoIstioRev.Name: s.cp.RevisionLabel(),
-	}); err != nil {
+	if err := r.Client.List(ctx, pods); err != nil {
 		return fmt.Errorf("counting injected pods: %w", err)
 	}
 	for i := range pods.Items {
-		if pods.Items[i].DeletionTimestamp == nil {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp == nil && p.Annotations[annotation.IoIstioRev.Name] == s.cp.RevisionLabel() {
 			s.facts.injectedPods++
 		}
 	}

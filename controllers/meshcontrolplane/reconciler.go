@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"istio.io/api/annotation"
 	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -120,7 +121,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // controlPlaneOfPod maps an injected pod to the MeshControlPlane of its revision.
 func (r *Reconciler) controlPlaneOfPod(ctx context.Context, pod client.Object) []reconcile.Request {
-	rev, ok := pod.GetLabels()[label.IoIstioRev.Name]
+	rev, ok := pod.GetAnnotations()[annotation.IoIstioRev.Name]
 	if !ok {
 		return nil
 	}
@@ -170,6 +171,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	if !mcp.DeletionTimestamp.IsZero() {
 		// Every child carries an owner reference; the garbage collector removes them.
+		return ctrl.Result{}, nil
+	}
+	if r.Webhook != nil && len(r.CABundle()) == 0 {
+		// Until the webhook certificate is loaded, the injector's configuration cannot be
+		// rendered, and applying the rest would prune it. The certificate's arrival
+		// enqueues every MeshControlPlane.
 		return ctrl.Result{}, nil
 	}
 

@@ -78,6 +78,10 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: m.Spec.Namespace}})).To(Succeed())
 			cp, err := render.Resolve(m)
 			g.Expect(err).NotTo(HaveOccurred())
+			cp.Webhook = &render.WebhookEndpoint{URL: "https://127.0.0.1:9443", CABundle: []byte("-----BEGIN CERTIFICATE-----\n"), OperatorNamespace: "meshplane-system"}
+			if name == "cp2" {
+				cp.Webhook = &render.WebhookEndpoint{ServiceNamespace: "meshplane-system", ServiceName: "webhooks", ServicePort: 443, CABundle: []byte("x")}
+			}
 			objs, err := render.Objects(cp)
 			g.Expect(err).NotTo(HaveOccurred())
 

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -22,6 +24,9 @@ import (
 	"github.com/meshplane/meshplane/internal/operator"
 	"github.com/meshplane/meshplane/internal/testenv"
 )
+
+// OperatorNamespace is the operator's namespace on the local control plane.
+const OperatorNamespace = "meshplane-system"
 
 // OperatorUser is the user the operator authenticates as; only config/rbac's ClusterRole is
 // bound to it, so a permission missing from the shipped RBAC fails here as it would in a
@@ -49,6 +54,8 @@ type Cluster struct {
 	Manager ctrl.Manager
 	// Root is the repository root (where config/ lives).
 	Root string
+	// WebhookURL is where the operator serves its admission webhooks.
+	WebhookURL string
 
 	cancel context.CancelFunc
 	done   chan error
@@ -112,7 +119,21 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		return nil, fmt.Errorf("creating the operator's user: %w", err)
 	}
 
-	mgrOpts := operator.Options{MetricsBindAddress: "0", HealthProbeBindAddress: "0"}
+	if err := c.Admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}); err != nil {
+		return nil, fmt.Errorf("creating the operator's namespace: %w", err)
+	}
+	// The operator runs outside the cluster: the API server calls its webhooks on loopback.
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.WebhookURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	mgrOpts := operator.Options{
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+		Namespace:              OperatorNamespace,
+		Webhooks:               &operator.WebhookOptions{Host: "127.0.0.1", Port: port, URL: c.WebhookURL},
+	}
 	if opts.SyncPeriod > 0 {
 		mgrOpts.SyncPeriod = &opts.SyncPeriod
 	}
@@ -154,6 +175,15 @@ func (c *Cluster) grantOperatorRBAC(ctx context.Context) error {
 		return fmt.Errorf("binding the operator's ClusterRole: %w", err)
 	}
 	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Stop stops the operator, then the control plane.

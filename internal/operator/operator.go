@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
@@ -39,6 +40,12 @@ type Options struct {
 	LeaderElectionNamespace string
 	// SyncPeriod overrides how often informers resync (controller-runtime's default: 10h).
 	SyncPeriod *time.Duration
+	// Namespace is the operator's own namespace: its webhook certificate lives there and it
+	// is never injected.
+	Namespace string
+	// Webhooks configures the admission webhook server; nil runs without webhooks (no
+	// sidecar injection).
+	Webhooks *WebhookOptions
 }
 
 // LeaderElectionID names the Lease the operator's replicas elect a leader with.
@@ -80,7 +87,16 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Only scrapers the API server authenticates and authorises may read metrics.
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	var hooks *webhooks
+	var server webhook.Server
+	if opts.Webhooks != nil {
+		var err error
+		if hooks, server, err = newWebhooks(opts.Namespace, *opts.Webhooks); err != nil {
+			return nil, err
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:                 server,
 		Scheme:                        Scheme(),
 		Cache:                         CacheOptions(opts.SyncPeriod),
 		Metrics:                       metrics,
@@ -93,7 +109,16 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := meshcontrolplane.NewReconciler(mgr).SetupWithManager(mgr); err != nil {
+	mcp := meshcontrolplane.NewReconciler(mgr)
+	if hooks != nil {
+		if err := hooks.register(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
+		mcp.Webhook = &hooks.endpoint
+		mcp.CABundle = hooks.store.CABundle
+		mcp.CABundleChanged = hooks.caChanged
+	}
+	if err := mcp.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MeshControlPlane controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -75,7 +75,10 @@ func injectorWebhook(cp *ControlPlane) *admissionregistrationv1ac.MutatingWebhoo
 			WithClientConfig(clientConfig).
 			WithRules(admissionregistrationv1ac.RuleWithOperations().
 				WithOperations(admissionregistrationv1.Create).
-				WithAPIGroups("").WithAPIVersions("v1").WithResources("pods")).
+				WithAPIGroups("").WithAPIVersions("v1").WithResources("pods").
+				// Rules are an atomic list: a field the server defaults inside it would
+				// otherwise differ from ours on every comparison.
+				WithScope(admissionregistrationv1.AllScopes)).
 			WithFailurePolicy(admissionregistrationv1.Fail).
 			WithSideEffects(admissionregistrationv1.SideEffectClassNone).
 			WithAdmissionReviewVersions("v1").

@@ -47,6 +47,15 @@ func (cp *ControlPlane) DiscoveryAddress() string {
 // MeshConfigYAML renders the "mesh" key of the istio ConfigMap. Output is deterministic
 // (sigs.k8s.io/yaml sorts keys), so the ConfigMap changes only when the spec does.
 func MeshConfigYAML(cp *ControlPlane) (string, error) {
+	out, err := yaml.Marshal(meshConfigOf(cp))
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// meshConfigOf resolves the mesh config: upstream's defaults, the profile's, then the spec's.
+func meshConfigOf(cp *ControlPlane) meshConfig {
 	mc := meshConfig{
 		DefaultConfig:         proxyConfig{DiscoveryAddress: cp.DiscoveryAddress()},
 		DefaultProviders:      &defaultProviders{Metrics: []string{"prometheus"}},
@@ -81,11 +90,7 @@ func MeshConfigYAML(cp *ControlPlane) (string, error) {
 			}
 		}
 	}
-	out, err := yaml.Marshal(mc)
-	if err != nil {
-		return "", err
-	}
-	return string(out), nil
+	return mc
 }
 
 // traceSampling is istiod's PILOT_TRACE_SAMPLING: the spec's percentage, else the profile's.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -123,19 +124,28 @@ func isReady(ctx context.Context, k8s client.Client, name string) (bool, error) 
 }
 
 // deleteAndWait deletes the MeshControlPlane and waits until the garbage collector has
-// removed its istiod Deployment, so the next iteration does not share the control plane
-// with this one's teardown.
+// removed its istiod Deployment and its injector webhook configuration (cluster-scoped, with
+// upstream's name, which the next iteration's default revision needs), so the next
+// iteration does not share the control plane with this one's teardown.
 func deleteAndWait(k8s client.Client, mcp *meshv1alpha1.MeshControlPlane) error {
 	if err := client.IgnoreNotFound(k8s.Delete(context.Background(), mcp)); err != nil {
 		return err
 	}
 	key := client.ObjectKey{Namespace: mcp.Spec.Namespace, Name: "istiod"}
 	return waitFor(func(ctx context.Context) (bool, error) {
-		err := k8s.Get(ctx, key, &appsv1.Deployment{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
+		for _, obj := range []struct {
+			key client.ObjectKey
+			obj client.Object
+		}{
+			{key, &appsv1.Deployment{}},
+			{client.ObjectKey{Name: "istio-sidecar-injector"}, &admissionregistrationv1.MutatingWebhookConfiguration{}},
+		} {
+			err := k8s.Get(ctx, obj.key, obj.obj)
+			if !apierrors.IsNotFound(err) {
+				return false, err
+			}
 		}
-		return false, err
+		return true, nil
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -67,6 +68,7 @@ func ownedObjects(g Gomega, mcpName string) []string {
 		&corev1.ServiceAccountList{}, &corev1.ConfigMapList{}, &corev1.ServiceList{},
 		&rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
 		&appsv1.DeploymentList{}, &autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{},
+		&admissionregistrationv1.MutatingWebhookConfigurationList{},
 	}
 	for _, l := range lists {
 		g.Expect(k8s.List(ctx(), l, client.MatchingLabels{render.LabelControlPlane: mcpName})).To(Succeed())
@@ -126,6 +128,7 @@ var _ = Describe("MeshControlPlane", func() {
 				"RoleBinding/basic-system/istiod",
 				"Deployment/basic-system/istiod",
 				"HorizontalPodAutoscaler/basic-system/istiod",
+				"MutatingWebhookConfiguration//istio-sidecar-injector",
 			))
 		}, readyTimeout, poll).Should(Succeed())
 

@@ -1,0 +1,79 @@
+// Package inject serves sidecar injection: an admission webhook that answers, for each
+// MeshControlPlane, the pods its revision's MutatingWebhookConfiguration routes to it, with
+// the same mutator the offline `kube-inject` command uses.
+package inject
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/inject"
+	"github.com/meshplane/meshplane/internal/render"
+)
+
+type controlPlaneKey struct{}
+
+// Handler injects sidecars for the MeshControlPlane named in the request path.
+type Handler struct {
+	// Client reads MeshControlPlanes (from the operator's cache).
+	Client  client.Reader
+	Decoder admission.Decoder
+}
+
+// Webhook wraps the handler for the webhook server, taking the MeshControlPlane's name from
+// the path (render.InjectPathPrefix + name). Register it at render.InjectPathPrefix.
+func (h *Handler) Webhook() *admission.Webhook {
+	return &admission.Webhook{
+		Handler: h,
+		WithContextFunc: func(ctx context.Context, r *http.Request) context.Context {
+			return context.WithValue(ctx, controlPlaneKey{}, strings.TrimPrefix(r.URL.Path, render.InjectPathPrefix))
+		},
+	}
+}
+
+// Handle answers one AdmissionReview for a pod.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	name, _ := ctx.Value(controlPlaneKey{}).(string)
+	if name == "" || strings.Contains(name, "/") {
+		return admission.Errored(http.StatusNotFound, fmt.Errorf("no MeshControlPlane named in the webhook path"))
+	}
+	mcp := &meshv1alpha1.MeshControlPlane{}
+	if err := h.Client.Get(ctx, client.ObjectKey{Name: name}, mcp); err != nil {
+		if apierrors.IsNotFound(err) {
+			// The control plane is being removed with its webhook configuration: let the pod
+			// through uninjected rather than block workloads on a deleted mesh.
+			return admission.Allowed(fmt.Sprintf("MeshControlPlane %s no longer exists; not injected", name))
+		}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshControlPlane %s: %w", name, err))
+	}
+	cfg, err := render.InjectionConfigFor(mcp)
+	if err != nil {
+		return admission.Denied(fmt.Sprintf("MeshControlPlane %s cannot inject: %v", name, err))
+	}
+
+	pod := &corev1.Pod{}
+	if err := h.Decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	out, injected, err := inject.Inject(pod, req.Namespace, cfg)
+	if err != nil {
+		return admission.Denied(err.Error())
+	}
+	if !injected {
+		return admission.Allowed("not injected")
+	}
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+}
