@@ -14,6 +14,7 @@ import (
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/devcluster"
+	"github.com/meshplane/meshplane/internal/operator"
 )
 
 // createNamespace creates a namespace and waits for its default service account, which
@@ -134,9 +135,12 @@ var _ = Describe("Sidecar injection", Ordered, func() {
 		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		Expect(k8s.Get(ctx(), client.ObjectKey{Name: "istio-sidecar-injector"}, mwc)).To(Succeed())
 		Expect(mwc.Webhooks).To(HaveLen(4))
+		secret := &corev1.Secret{}
+		Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: devcluster.OperatorNamespace, Name: operator.CertSecretName}, secret)).To(Succeed())
 		for _, w := range mwc.Webhooks {
 			Expect(*w.ClientConfig.URL).To(Equal(cluster.WebhookURL + "/inject/mesh"))
 			Expect(string(w.ClientConfig.CABundle)).To(HavePrefix("-----BEGIN CERTIFICATE-----"))
+			Expect(w.ClientConfig.CABundle).To(Equal(secret.Data["ca.crt"]), "the CA bundle is the operator's current one")
 		}
 		Expect(mwc.OwnerReferences).To(HaveLen(1))
 		Expect(mwc.OwnerReferences[0].Name).To(Equal("mesh"))
