@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -123,7 +122,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		return nil, fmt.Errorf("creating the operator's namespace: %w", err)
 	}
 	// The operator runs outside the cluster: the API server calls its webhooks on loopback.
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -175,15 +174,6 @@ func (c *Cluster) grantOperatorRBAC(ctx context.Context) error {
 		return fmt.Errorf("binding the operator's ClusterRole: %w", err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Stop stops the operator, then the control plane.

@@ -117,10 +117,10 @@ func logTail(path string) string {
 	return fmt.Sprintf("--- tail of %s ---\n%s", path, strings.TrimRight(s, "\n"))
 }
 
-// freePort asks the kernel for a free loopback port. Every component gets an explicit one,
+// FreePort asks the kernel for a free loopback port. Every component gets an explicit one,
 // so parallel suites never collide on the components' default ports (10257, 10259, ...).
 // The port is released before use, so a tiny race remains; it has not mattered in practice.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)

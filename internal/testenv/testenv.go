@@ -217,7 +217,7 @@ func (e *Env) startWorkloads(ctx context.Context) error {
 	var kcmPort, schedPort, kwokPort int
 	for _, p := range []*int{&kcmPort, &schedPort, &kwokPort} {
 		var err error
-		if *p, err = freePort(); err != nil {
+		if *p, err = FreePort(); err != nil {
 			return err
 		}
 	}
