@@ -19,10 +19,13 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -80,11 +83,17 @@ func run() error {
 		}
 	}
 
+	if err := deployDemoApp(ctx, cluster.Admin); err != nil {
+		return err
+	}
+
 	kubectl := filepath.Join(cluster.Env.AssetsDir, "kubectl")
 	for _, args := range [][]string{
 		{"get", "meshcontrolplanes"},
 		{"get", "deployments,services,configmaps,serviceaccounts,horizontalpodautoscalers,pods", "-n", "istio-system", "-l", "app.kubernetes.io/part-of=istio"},
 		{"get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/managed-by=meshplane"},
+		{"get", "mutatingwebhookconfigurations"},
+		{"get", "pods", "-n", demoNamespace, "-o", "custom-columns=POD:.metadata.name,STATUS:.status.phase,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name,REVISION:.metadata.annotations.istio\\.io/rev"},
 	} {
 		fmt.Printf("\n$ kubectl %s\n", strings.Join(args, " "))
 		if err := runKubectl(kubectl, cluster.Env.Kubeconfig, os.Stdout, args...); err != nil {
@@ -103,6 +112,7 @@ func run() error {
 	fmt.Printf("    export PATH=%s:$PATH   # kubectl\n", cluster.Env.AssetsDir)
 	fmt.Println("    kubectl get mcp")
 	fmt.Println("    kubectl wait --for=condition=Ready mcp/default")
+	fmt.Printf("    kubectl get pods -n %s -o jsonpath='{.items[0].spec.containers[*].name}'\n", demoNamespace)
 	if os.Getenv("DEMO_EXIT") == "1" {
 		step("DEMO_EXIT=1: exiting")
 		return nil
@@ -110,6 +120,62 @@ func run() error {
 	step("press Ctrl-C to stop")
 	<-ctx.Done()
 	return nil
+}
+
+const demoNamespace = "demo-app"
+
+// deployDemoApp runs a small Deployment in a namespace labelled for injection and waits
+// until its pods run with the sidecar the operator injected.
+func deployDemoApp(ctx context.Context, c client.Client) error {
+	step("deploying a demo app into namespace %s (labelled istio-injection=enabled)", demoNamespace)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace, Labels: map[string]string{"istio-injection": "enabled"}}}
+	if err := c.Create(ctx, ns); err != nil {
+		return err
+	}
+	labels := map[string]string{"app": "hello"}
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: demoNamespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "hello", Image: "registry.k8s.io/e2e-test-images/agnhost:2.53",
+					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+				}}},
+			},
+		},
+	}
+	// Pods need the namespace's default service account, which kube-controller-manager
+	// creates a moment after the namespace; the ReplicaSet controller retries until then.
+	if err := c.Create(ctx, deploy); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pods := &corev1.PodList{}
+		if err := c.List(ctx, pods, client.InNamespace(demoNamespace), client.MatchingLabels(labels)); err == nil {
+			running := 0
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodRunning && p.Annotations["sidecar.istio.io/status"] != "" {
+					running++
+				}
+			}
+			if running == 2 {
+				step("demo app running with injected sidecars")
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("demo app not running with sidecars within %s", readyTimeout)
+		case <-tick.C:
+		}
+	}
 }
 
 // applySamples server-side applies every manifest config/samples lists, as kubectl
