@@ -107,20 +107,6 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		b.Fatalf("%d of %d admissions failed; first: %v", res.failed, res.sent, res.firstErr)
 	}
 	lat := res.latencies
-	if os.Getenv("DBG") != "" {
-		per := rate
-		for w := 0; w*per < len(lat); w++ {
-			win := slices.Clone(lat[w*per : min((w+1)*per, len(lat))])
-			slices.Sort(win)
-			var over int
-			for _, d := range win {
-				if d > 2*time.Millisecond {
-					over++
-				}
-			}
-			b.Logf("second %d: p50 %.2f p99 %.2f max %.2f >2ms %d", w, ms(percentile(win, 50)), ms(percentile(win, 99)), ms(win[len(win)-1]), over)
-		}
-	}
 	slices.Sort(lat)
 	throughput := float64(res.sent) / res.elapsed.Seconds()
 	b.Logf("%d admissions at a target of %d/s for %v: %.0f/s achieved, p50 %.3f ms, p99 %.3f ms, max %.3f ms; heap in use %.1f MB before, %.1f MB after (%+.1f MB)",
