@@ -126,30 +126,31 @@ func (r *Reconciler) controlPlaneOfPod(ctx context.Context, pod client.Object) [
 		return nil
 	}
 	var out []reconcile.Request
-	for _, req := range r.allControlPlanes(ctx, pod) {
-		m := &meshv1alpha1.MeshControlPlane{}
-		if r.Client.Get(ctx, req.NamespacedName, m) != nil {
-			continue
-		}
+	for _, m := range r.controlPlanes(ctx) {
 		if m.Spec.Revision == rev || (m.Spec.Revision == "" && rev == "default") {
-			out = append(out, req)
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
 		}
 	}
 	return out
 }
 
-// allControlPlanes lists every MeshControlPlane (there are few).
+// allControlPlanes enqueues every MeshControlPlane.
 func (r *Reconciler) allControlPlanes(ctx context.Context, _ client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	for _, m := range r.controlPlanes(ctx) {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
+	}
+	return out
+}
+
+// controlPlanes lists the MeshControlPlanes from the cache (there are few).
+func (r *Reconciler) controlPlanes(ctx context.Context) []meshv1alpha1.MeshControlPlane {
 	list := &meshv1alpha1.MeshControlPlaneList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing MeshControlPlanes")
 		return nil
 	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return out
+	return list.Items
 }
 
 // scope holds what one reconcile learns; phases record facts in it, status.go turns them
