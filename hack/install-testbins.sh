@@ -156,6 +156,29 @@ install_cert_manager_crds() {
   stamp_set cert-manager-crds "$recipe"
 }
 
+# ---------------------------------------------------------------- cert-manager controller
+# cert-manager's controller binary lives in an unpublished module, so hack/cert-manager (a
+# separate module, to keep cert-manager's dependencies out of the operator's go.mod) wires
+# the published controller packages itself. The stamp hashes its sources, so edits rebuild.
+build_cert_manager_controller() {
+  local src; src=$(cd "$(dirname "${BASH_SOURCE[0]}")/cert-manager" && pwd)
+  local pinned; pinned=$(sed -n 's|^[[:space:]]*github.com/cert-manager/cert-manager v\([^[:space:]]*\).*|\1|p' "$src/go.mod")
+  if [[ $pinned != "$CERT_MANAGER_VERSION" ]]; then
+    log "hack/cert-manager/go.mod requires cert-manager v$pinned but CERT_MANAGER_VERSION=$CERT_MANAGER_VERSION"
+    return 1
+  fi
+  local sum; sum=$(cd "$src" && find . -maxdepth 1 -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) \
+    | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
+  local recipe="github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION hack/cert-manager@$sum"
+  stamp_ok cert-manager-controller "$recipe" && return 0
+  log "building cert-manager-controller (cert-manager v$CERT_MANAGER_VERSION; ~2 min when cold)"
+  (cd "$src" && slow "building cert-manager-controller" go build -trimpath \
+    -ldflags "$LDSTRIP -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v$CERT_MANAGER_VERSION" \
+    -o "$DEST/cert-manager-controller.tmp" .)
+  mv -f "$DEST/cert-manager-controller.tmp" "$DEST/cert-manager-controller"
+  stamp_set cert-manager-controller "$recipe"
+}
+
 t0=$SECONDS
 build_etcd
 build_k8s kube-apiserver
@@ -164,5 +187,6 @@ build_k8s kube-scheduler
 install_kubectl
 build_kwok
 install_cert_manager_crds
+build_cert_manager_controller
 ((SECONDS - t0 > 2)) && log "ready in $((SECONDS - t0))s"
 echo "$DEST"
