@@ -29,6 +29,8 @@ func main() {
 		"Service in the operator's namespace through which the API server reaches the webhooks.")
 	flag.StringVar(&hooks.URL, "webhook-url", "",
 		"Base URL the API server calls the webhooks at, instead of the Service (operator outside the cluster).")
+	flag.StringVar(&hooks.CertSecret, "webhook-cert-secret", "",
+		"Serve the webhooks with this Secret in the operator's namespace, issued by cert-manager (config/certmanager), instead of the operator's own CA.")
 	disableWebhooks := flag.Bool("disable-webhooks", false, "Serve no admission webhooks (no sidecar injection).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -40,6 +40,12 @@ type Options struct {
 	SyncPeriod time.Duration
 	// LogDir keeps the components' logs (default: a temporary directory removed on Stop).
 	LogDir string
+	// CertManager runs the real cert-manager controllers too.
+	CertManager bool
+	// WebhookCertSecret, when set, makes the operator serve its webhooks with this Secret
+	// in OperatorNamespace (issued by cert-manager), re-read every WebhookCertResync.
+	WebhookCertSecret string
+	WebhookCertResync time.Duration
 }
 
 // Cluster is a running control plane with the operator.
@@ -92,8 +98,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 			filepath.Join(root, "config", "crd", "bases"),
 			filepath.Join(root, "config", "istio-crds"),
 		},
-		AuditLog: opts.AuditLog,
-		LogDir:   opts.LogDir,
+		AuditLog:    opts.AuditLog,
+		LogDir:      opts.LogDir,
+		CertManager: opts.CertManager,
 	})
 	if err != nil {
 		return nil, err
@@ -131,7 +138,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
 		Namespace:              OperatorNamespace,
-		Webhooks:               &operator.WebhookOptions{Host: "127.0.0.1", Port: port, URL: c.WebhookURL},
+		Webhooks: &operator.WebhookOptions{Host: "127.0.0.1", Port: port, URL: c.WebhookURL,
+			CertSecret: opts.WebhookCertSecret, CertResync: opts.WebhookCertResync},
 	}
 	if opts.SyncPeriod > 0 {
 		mgrOpts.SyncPeriod = &opts.SyncPeriod

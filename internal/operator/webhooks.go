@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -34,14 +36,22 @@ type WebhookOptions struct {
 	// ("https://127.0.0.1:9443"): for an operator running outside the cluster, as on the
 	// local control plane.
 	URL string
+	// CertSecret, when set, names a Secret in the operator's namespace that cert-manager
+	// issues and renews (config/certmanager): the operator serves with it and publishes its
+	// ca.crt instead of running its own CA.
+	CertSecret string
+	// CertResync is how often a CertSecret is re-read (default one minute).
+	CertResync time.Duration
 }
 
 // webhooks is the wiring between the certificate manager, the webhook server and the
 // MeshControlPlane controller.
 type webhooks struct {
-	endpoint  render.WebhookEndpoint
-	store     *webhookcert.Store
-	certs     *webhookcert.Manager
+	endpoint render.WebhookEndpoint
+	store    *webhookcert.Store
+	// Exactly one of own (the operator's CA) and issued (cert-manager's Secret) is set.
+	own       *webhookcert.Manager
+	issued    *webhookcert.Watcher
 	caChanged chan event.GenericEvent
 }
 
@@ -77,18 +87,19 @@ func newWebhooks(namespace string, o WebhookOptions) (*webhooks, webhook.Server,
 		store:     &webhookcert.Store{},
 		caChanged: make(chan event.GenericEvent, 1),
 	}
-	w.certs = &webhookcert.Manager{
-		Namespace: namespace,
-		Name:      CertSecretName,
-		Spec:      spec,
-		Store:     w.store,
-		OnChange: func([]byte) {
-			// One pending event is enough: the controller re-renders every configuration.
-			select {
-			case w.caChanged <- event.GenericEvent{}:
-			default:
-			}
-		},
+	onChange := func([]byte) {
+		// One pending event is enough: the controller re-renders every configuration.
+		select {
+		case w.caChanged <- event.GenericEvent{}:
+		default:
+		}
+	}
+	if o.CertSecret != "" {
+		w.issued = &webhookcert.Watcher{Namespace: namespace, Name: o.CertSecret, Store: w.store,
+			OnChange: onChange, Resync: o.CertResync}
+	} else {
+		w.own = &webhookcert.Manager{Namespace: namespace, Name: CertSecretName, Spec: spec, Store: w.store,
+			OnChange: onChange}
 	}
 	server := webhook.NewServer(webhook.Options{
 		Host: o.Host,
@@ -102,9 +113,16 @@ func newWebhooks(namespace string, o WebhookOptions) (*webhooks, webhook.Server,
 
 // register adds the certificate manager and the webhook handlers to the manager.
 func (w *webhooks) register(mgr ctrl.Manager) error {
-	w.certs.Client = mgr.GetClient()
-	w.certs.APIReader = mgr.GetAPIReader()
-	if err := mgr.Add(w.certs); err != nil {
+	var certs manager.Runnable
+	if w.issued != nil {
+		w.issued.APIReader = mgr.GetAPIReader()
+		certs = w.issued
+	} else {
+		w.own.Client = mgr.GetClient()
+		w.own.APIReader = mgr.GetAPIReader()
+		certs = w.own
+	}
+	if err := mgr.Add(certs); err != nil {
 		return err
 	}
 	injector := &injectwebhook.Handler{Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme())}

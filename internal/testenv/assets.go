@@ -20,6 +20,8 @@ var requiredAssets = []string{
 	"kube-scheduler",
 	"kwok",
 	"kwok-stages.yaml",
+	"cert-manager-controller",
+	"cert-manager-crds",
 }
 
 // executableAssets are the entries of requiredAssets that must be runnable.
@@ -29,6 +31,7 @@ var executableAssets = map[string]bool{
 	"kube-controller-manager": true,
 	"kube-scheduler":          true,
 	"kwok":                    true,
+	"cert-manager-controller": true,
 }
 
 const buildHint = `run "make testbin" to build them (or "make test", which builds them and sets ` + assetsEnvVar + `)`

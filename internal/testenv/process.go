@@ -132,7 +132,11 @@ func FreePort() (int, error) {
 // waitHealthy polls https://127.0.0.1:<port>/healthz until it answers 200, the component
 // exits, or ctx ends.
 func waitHealthy(ctx context.Context, c *component, port int) error {
-	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	return waitURL(ctx, c, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz")
+}
+
+// waitURL polls url until it answers 200, the component exits, or ctx ends.
+func waitURL(ctx context.Context, c *component, url string) error {
 	client := &http.Client{
 		Timeout: 2 * time.Second,
 		// The components serve with self-signed certificates generated in their cert-dir.

@@ -44,7 +44,14 @@ type Options struct {
 	AuditLog          bool     // when true, kube-apiserver writes an audit log (JSON lines, policy: level Metadata for every request, omitStages RequestReceived) to Env.AuditLogPath, mode blocking
 	WithoutWorkloads  bool     // when true, start only etcd+apiserver (no controller-manager, scheduler, kwok, node)
 	LogDir            string   // where component stdout/stderr go (one file per component); default: inside Env.Dir, so removed by Stop (set it to keep them)
+	// CertManager also installs cert-manager's CRDs and runs the real cert-manager
+	// controllers (hack/cert-manager: issuers, certificates, SelfSigned and CA signers),
+	// with CertManagerNamespace as their cluster resource namespace.
+	CertManager bool
 }
+
+// CertManagerNamespace is where cert-manager keeps ClusterIssuers' Secrets.
+const CertManagerNamespace = "cert-manager"
 
 // Env is a running control plane. Stop it when done.
 type Env struct {
@@ -102,11 +109,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, retErr error) {
 	if err := e.startAPIServer(opts); err != nil {
 		return nil, err
 	}
-	if opts.WithoutWorkloads {
-		return e, nil
+	if !opts.WithoutWorkloads {
+		if err := e.startWorkloads(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if err := e.startWorkloads(ctx); err != nil {
-		return nil, err
+	if opts.CertManager {
+		if err := e.startCertManager(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -122,8 +133,12 @@ func (e *Env) startAPIServer(opts Options) error {
 		return err
 	}
 
+	crdPaths := opts.CRDDirectoryPaths
+	if opts.CertManager {
+		crdPaths = append(append([]string(nil), crdPaths...), filepath.Join(e.AssetsDir, "cert-manager-crds"))
+	}
 	te := &envtest.Environment{
-		CRDDirectoryPaths:       opts.CRDDirectoryPaths,
+		CRDDirectoryPaths:       crdPaths,
 		ErrorIfCRDPathMissing:   true,
 		BinaryAssetsDirectory:   e.AssetsDir,
 		ControlPlaneStopTimeout: controlPlaneStopTimeout,
@@ -285,6 +300,33 @@ func (e *Env) startWorkloads(ctx context.Context) error {
 		return err
 	}
 	return waitNodeReady(ctx, cs, kwok)
+}
+
+// startCertManager runs the cert-manager controllers and waits until they serve /readyz
+// (their caches synced, so an Issuer created next is seen).
+func (e *Env) startCertManager(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return fmt.Errorf("creating clientset: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: CertManagerNamespace}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", CertManagerNamespace, err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	cm, err := e.start("cert-manager-controller", []string{
+		"--kubeconfig=" + e.Kubeconfig,
+		"--namespace=" + CertManagerNamespace,
+		"--healthz-address=127.0.0.1:" + strconv.Itoa(port),
+		"--metrics-address=0",
+	})
+	if err != nil {
+		return err
+	}
+	return waitURL(ctx, cm, "http://127.0.0.1:"+strconv.Itoa(port)+"/readyz")
 }
 
 // start runs one of the workload binaries from the assets directory and records it for Stop.
