@@ -44,8 +44,9 @@ fmt: ## gofmt the code.
 	gofmt -w $$(git ls-files --cached --others --exclude-standard '*.go')
 
 .PHONY: vet
-vet: ## go vet the code.
+vet: ## go vet the code (including the istiod suite, which builds only with its tag).
 	$(GO) vet ./...
+	$(GO) vet -tags istiod ./test/istiod/
 
 .PHONY: verify
 verify: generate manifests vet ## Fail when generated files or manifests are stale, or gofmt/vet complain.
@@ -71,11 +72,20 @@ docker-build: ## Build the operator image (needs a Docker engine; not available 
 testbin: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (cached; minutes the first time).
 	@$(TESTBIN) >/dev/null
 
+.PHONY: testbin-istio
+testbin-istio: ## Also build istiod (pilot-discovery) for the istiod end-to-end suite (about 4 minutes the first time).
+	@WITH_ISTIO=1 $(TESTBIN) >/dev/null
+
 .PHONY: test
 test: testbin ## Run every test against the real local control plane.
 	@assets=$$($(TESTBIN)); \
 	  echo "[test] compiling and running the tests (compiling takes a few minutes the first time)"; \
 	  KUBEBUILDER_ASSETS=$$assets $(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: test-istiod
+test-istiod: testbin-istio ## Run the suite that checks rendered configuration against the real istiod.
+	@assets=$$($(TESTBIN)); \
+	  KUBEBUILDER_ASSETS=$$assets $(GO) test -tags istiod -count=1 -timeout 10m ./test/istiod/
 
 .PHONY: bench
 bench: testbin ## Print render time and create-to-Ready time on the local control plane.
