@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,29 @@ type Handler struct {
 	// Client reads MeshControlPlanes (from the operator's cache).
 	Client  client.Reader
 	Decoder admission.Decoder
+
+	// configs caches each MeshControlPlane's injection config by UID, valid for one
+	// generation: resolving it on every admission was measurable in the load run.
+	configs sync.Map // types.UID -> cachedConfig
+}
+
+type cachedConfig struct {
+	generation int64
+	cfg        *inject.Config
+}
+
+// config returns the injection config of mcp's current generation. The config is only
+// read by the mutator, so one instance serves concurrent requests.
+func (h *Handler) config(mcp *meshv1alpha1.MeshControlPlane) (*inject.Config, error) {
+	if c, ok := h.configs.Load(mcp.UID); ok && c.(cachedConfig).generation == mcp.Generation {
+		return c.(cachedConfig).cfg, nil
+	}
+	cfg, err := render.InjectionConfigFor(mcp)
+	if err != nil {
+		return nil, err
+	}
+	h.configs.Store(mcp.UID, cachedConfig{generation: mcp.Generation, cfg: cfg})
+	return cfg, nil
 }
 
 // Webhook wraps the handler for the webhook server, taking the MeshControlPlane's name from
@@ -57,7 +81,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		}
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshControlPlane %s: %w", name, err))
 	}
-	cfg, err := render.InjectionConfigFor(mcp)
+	cfg, err := h.config(mcp)
 	if err != nil {
 		return admission.Denied(fmt.Sprintf("MeshControlPlane %s cannot inject: %v", name, err))
 	}

@@ -64,3 +64,24 @@ func TestPatchProducesTheInjectedPod(t *testing.T) {
 		})
 	}
 }
+
+// The config is resolved once per generation: a spec change (a new generation) is seen at
+// once, an unchanged MeshControlPlane costs nothing.
+func TestConfigFollowsGeneration(t *testing.T) {
+	g := NewWithT(t)
+	h := &Handler{}
+	mcp := &meshv1alpha1.MeshControlPlane{ObjectMeta: metav1.ObjectMeta{Name: "default", UID: "u1", Generation: 1}}
+	first, err := h.config(mcp)
+	g.Expect(err).NotTo(HaveOccurred())
+	again, err := h.config(mcp.DeepCopy())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(BeIdenticalTo(first))
+
+	changed := mcp.DeepCopy()
+	changed.Generation = 2
+	changed.Spec.Version = "1.29.6"
+	next, err := h.config(changed)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(next.Version).To(Equal("1.29.6"))
+	g.Expect(first.Version).To(Equal("1.31.1"), "a cached config is never modified")
+}
