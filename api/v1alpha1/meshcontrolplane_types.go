@@ -75,6 +75,168 @@ type MeshControlPlaneSpec struct {
 	// sidecarInjector configures the sidecars the operator injects into this revision's pods.
 	// +optional
 	SidecarInjector *SidecarInjectorSpec `json:"sidecarInjector,omitempty"`
+
+	// gateways are the ingress and egress gateways this control plane runs: Envoy proxies
+	// (<hub>/proxyv2:<version>) that Istio Gateway resources select with the labels
+	// app=<name> and istio=<name without an "istio-" prefix>. Each may live in any namespace.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Gateways []GatewaySpec `json:"gateways,omitempty"`
+}
+
+// GatewayType says which way a gateway carries traffic.
+// +kubebuilder:validation:Enum=Ingress;Egress
+type GatewayType string
+
+const (
+	// GatewayTypeIngress receives traffic from outside the mesh (default Service: LoadBalancer).
+	GatewayTypeIngress GatewayType = "Ingress"
+	// GatewayTypeEgress sends the mesh's traffic out (default Service: ClusterIP).
+	GatewayTypeEgress GatewayType = "Egress"
+)
+
+// GatewaySpec is one ingress or egress gateway.
+// +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="set either replicas (a fixed count) or autoscaling on a gateway, not both"
+type GatewaySpec struct {
+	// name of the gateway: its Deployment, Service, ServiceAccount and Role are called so,
+	// and its pods carry app=<name>. It must not be taken by istiod's own objects ("istiod",
+	// "istiod-<revision>", "istio-reader-service-account").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self != 'istiod' && !self.startsWith('istiod-') && !self.startsWith('istio-reader-service-account')",message="gateway name must not be istiod, start with istiod- or start with istio-reader-service-account: those names belong to the control plane's own objects"
+	// +required
+	Name string `json:"name"`
+
+	// type is Ingress or Egress.
+	// +required
+	Type GatewayType `json:"type"`
+
+	// namespace the gateway runs in (default: the control plane's namespace). It is created
+	// when absent and never deleted by the operator.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="!(self in ['kube-system', 'kube-public', 'kube-node-lease'])",message="a gateway must not run in kube-system, kube-public or kube-node-lease"
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// revision is the control plane revision the gateway's proxies connect to (their
+	// istio.io/rev); it defaults to this control plane's revision. "default" is the default
+	// revision. The revision's istiod must run in this control plane's namespace.
+	// +kubebuilder:validation:MaxLength=56
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// replicas fixes the number of gateway pods and turns autoscaling off.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// autoscaling runs the gateway under a HorizontalPodAutoscaler; without replicas or
+	// autoscaling it autoscales from 1 to 5 pods at 80% CPU.
+	// +optional
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+
+	// service configures the gateway's Service.
+	// +optional
+	Service *GatewayService `json:"service,omitempty"`
+
+	// resources of the istio-proxy container (default: requests 100m CPU and 128Mi memory,
+	// limits 2 CPUs and 1Gi; the demo profile requests 10m and 40Mi).
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// labels are added to the gateway's pods and Service. app, istio, istio.io/rev,
+	// sidecar.istio.io/inject and meshplane's own labels are set by the operator.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['app', 'istio', 'istio.io/rev', 'sidecar.istio.io/inject', 'app.kubernetes.io/managed-by', 'mesh.meshplane.io/control-plane', 'mesh.meshplane.io/gateway']))",message="gateway labels must not set app, istio, istio.io/rev, sidecar.istio.io/inject, app.kubernetes.io/managed-by, mesh.meshplane.io/control-plane or mesh.meshplane.io/gateway: the operator sets them"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && k.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))",message="gateway label keys must be [prefix/]name, as Kubernetes requires"
+	// +optional
+	Labels map[string]LabelValue `json:"labels,omitempty"`
+
+	// annotations are added to the gateway's pods and Service (cloud load balancer settings,
+	// for one); they override the operator's pod annotations of the same name.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && k.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))",message="gateway annotation keys must be [prefix/]name, as Kubernetes requires"
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// nodeSelector constrains which nodes the gateway runs on.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the gateway run on tainted nodes.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// affinity sets the gateway's scheduling affinity.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+}
+
+// LabelValue is the value of a Kubernetes label: at most 63 letters, digits, '-', '_' or
+// '.', starting and ending with a letter or digit.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`
+type LabelValue string
+
+// GatewayServiceType is the type of a gateway's Service.
+// +kubebuilder:validation:Enum=LoadBalancer;ClusterIP;NodePort
+type GatewayServiceType string
+
+// GatewayService configures a gateway's Service.
+type GatewayService struct {
+	// type is LoadBalancer (the ingress default), ClusterIP (the egress default) or NodePort.
+	// +optional
+	Type GatewayServiceType `json:"type,omitempty"`
+
+	// ports the Service exposes. The default for ingress: status-port 15021, http2 80->8080,
+	// https 443->8443; for egress: http2 80->8080, https 443->8443. Setting ports replaces
+	// the defaults.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.port == p.port && q.protocol == p.protocol))",message="gateway service ports must be unique: the same port number appears twice with the same protocol"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Ports []GatewayPort `json:"ports,omitempty"`
+}
+
+// GatewayPort is one port of a gateway's Service.
+type GatewayPort struct {
+	// name of the port; Istio reads the protocol from its prefix (http2-, https-, tcp-, tls-...).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// port the Service listens on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	Port int32 `json:"port"`
+
+	// targetPort is the proxy's port behind it (default: port). The gateway's pods may bind
+	// ports below 1024.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	TargetPort int32 `json:"targetPort,omitempty"`
+
+	// protocol is TCP (default), UDP or SCTP.
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP
+	// +kubebuilder:default=TCP
+	// +optional
+	Protocol corev1.Protocol `json:"protocol,omitempty"`
 }
 
 // SidecarMode says how the proxy runs next to the application.
@@ -295,11 +457,12 @@ const (
 
 // ComponentStatus reports one workload of the control plane.
 type ComponentStatus struct {
-	// name of the component's Deployment, for example "istiod" or "istiod-canary".
+	// name of the component's Deployment, for example "istiod", "istiod-canary" or a
+	// gateway's name.
 	// +kubebuilder:validation:MaxLength=253
 	// +required
 	Name string `json:"name"`
-	// component is the part of Istio it runs ("Pilot").
+	// component is the part of Istio it runs: "Pilot", "IngressGateway" or "EgressGateway".
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Component string `json:"component,omitempty"`
@@ -317,6 +480,37 @@ type ComponentStatus struct {
 	// readyReplicas is the number of those pods that are ready.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas"`
+}
+
+// GatewayStatus reports one gateway.
+type GatewayStatus struct {
+	// name of the gateway.
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// namespace the gateway runs in.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// type is Ingress or Egress.
+	// +optional
+	Type GatewayType `json:"type,omitempty"`
+	// ready is true when the gateway's Deployment runs the desired pod template on all its
+	// replicas and is available. A LoadBalancer still waiting for an address does not hold
+	// it back.
+	// +optional
+	Ready bool `json:"ready"`
+	// replicas is the number of pods the Deployment wants.
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// readyReplicas is the number of those pods that are ready.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// address clients reach the gateway at: the load balancer's IP or hostname once one is
+	// assigned (empty until then), else the Service's cluster IP.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Address string `json:"address,omitempty"`
 }
 
 // RevisionStatus is a control plane revision in use.
@@ -357,6 +551,13 @@ type MeshControlPlaneStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Components []ComponentStatus `json:"components,omitempty"`
+
+	// gateways reports each gateway of spec.gateways.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Gateways []GatewayStatus `json:"gateways,omitempty"`
 
 	// revisions lists the control plane revisions in use.
 	// +listType=map

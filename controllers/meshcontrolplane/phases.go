@@ -46,32 +46,43 @@ func (r *Reconciler) resolve(_ context.Context, s *scope) error {
 	return nil
 }
 
-// ensureNamespace creates the control plane's namespace when it does not exist. The
-// namespace is deliberately not owned by the MeshControlPlane: users keep their own objects
-// there (a plugged CA's cacerts Secret, for one), and deleting the MeshControlPlane must not
-// take those with it.
-func (r *Reconciler) ensureNamespace(ctx context.Context, s *scope) error {
+// ensureNamespaces creates the namespaces of the control plane and its gateways that do
+// not exist. They are deliberately not owned by the MeshControlPlane: users keep their own
+// objects there (a plugged CA's cacerts Secret, a gateway's TLS Secrets), and deleting the
+// MeshControlPlane must not take those with it.
+func (r *Reconciler) ensureNamespaces(ctx context.Context, s *scope) error {
+	var errs []error
+	for _, name := range s.cp.Namespaces() {
+		if err := r.ensureNamespace(ctx, s, name); err != nil {
+			s.facts.applyErrors = append(s.facts.applyErrors, err.Error())
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) ensureNamespace(ctx context.Context, s *scope, name string) error {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	err := r.Client.Get(ctx, client.ObjectKey{Name: s.cp.Namespace}, ns)
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case err == nil:
 		if ns.DeletionTimestamp != nil {
-			return fmt.Errorf("namespace %s is being deleted", s.cp.Namespace)
+			return fmt.Errorf("namespace %s is being deleted", name)
 		}
 		return nil
 	case !apierrors.IsNotFound(err):
-		return fmt.Errorf("reading namespace %s: %w", s.cp.Namespace, err)
+		return fmt.Errorf("reading namespace %s: %w", name, err)
 	}
 	create := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:        s.cp.Namespace,
+		Name:        name,
 		Annotations: map[string]string{AnnotationCreatedBy: s.mcp.Name},
 	}}
 	switch err := r.Client.Create(ctx, create); {
 	case apierrors.IsAlreadyExists(err):
 		return nil // created since the cache last saw it
 	case err != nil:
-		return fmt.Errorf("creating namespace %s: %w", s.cp.Namespace, err)
+		return fmt.Errorf("creating namespace %s: %w", name, err)
 	}
 	s.facts.writes++
 	ctrl.LoggerFrom(ctx).Info("Created namespace", "namespace", klog.KObj(create))
@@ -80,15 +91,27 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, s *scope) error {
 
 // applyObjects applies every desired object, skipping those already as desired. A conflict
 // with a foreign object does not stop the others; it stalls the control plane.
+//
+// A conflict in one of a gateway's objects holds back the gateway's later objects: with a
+// foreign Deployment of its name, its Service would route to and its autoscaler would scale
+// someone else's pods.
 func (r *Reconciler) applyObjects(ctx context.Context, s *scope) error {
 	var errs []error
+	heldBack := map[*render.Gateway]bool{}
 	for _, obj := range s.desired {
+		gw := s.cp.GatewayOf(obj)
+		if gw != nil && heldBack[gw] {
+			continue
+		}
 		changed, err := r.Applier.Apply(ctx, s.mcp, obj)
 		var conflict *apply.ConflictError
 		switch {
 		case errors.As(err, &conflict):
 			s.facts.conflicts = append(s.facts.conflicts, conflict.Error())
 			errs = append(errs, err)
+			if gw != nil {
+				heldBack[gw] = true
+			}
 		case err != nil:
 			s.facts.applyErrors = append(s.facts.applyErrors, err.Error())
 			errs = append(errs, err)
@@ -131,6 +154,14 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	}
 	s.facts.components = append(s.facts.components, c)
 
+	for i := range s.cp.Gateways {
+		g, err := r.observeGateway(ctx, s, &s.cp.Gateways[i])
+		if err != nil {
+			return err
+		}
+		s.facts.gateways = append(s.facts.gateways, g)
+	}
+
 	// Injected pods are counted from a metadata-only cache of the pods carrying the
 	// sidecar's tlsMode label; no pod specs are held. The injector records the revision in
 	// the istio.io/rev annotation (as upstream's does, leaving a revision-tag label alone).
@@ -146,6 +177,53 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		}
 	}
 	return nil
+}
+
+// observeGateway reads a gateway's rollout state and address. Objects the MeshControlPlane
+// does not control (a foreign object of the same name) are not the gateway's.
+func (r *Reconciler) observeGateway(ctx context.Context, s *scope, gw *render.Gateway) (gatewayFacts, error) {
+	g := gatewayFacts{
+		componentFacts: componentFacts{name: gw.Name, namespace: gw.Namespace, component: gw.Component()},
+		gatewayType:    gw.Type,
+	}
+	key := client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}
+	d := &appsv1.Deployment{}
+	switch err := r.Client.Get(ctx, key, d); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return g, fmt.Errorf("reading deployment %s: %w", key, err)
+	case metav1.IsControlledBy(d, s.mcp):
+		g.observe(d)
+	}
+	svc := &corev1.Service{}
+	switch err := r.Client.Get(ctx, key, svc); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return g, fmt.Errorf("reading service %s: %w", key, err)
+	case metav1.IsControlledBy(svc, s.mcp):
+		g.address = serviceAddress(svc)
+	}
+	return g, nil
+}
+
+// serviceAddress is where clients reach a gateway: a load balancer's first ingress point
+// once assigned (nothing until then), else the cluster IP.
+func serviceAddress(svc *corev1.Service) string {
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				return in.IP
+			}
+			if in.Hostname != "" {
+				return in.Hostname
+			}
+		}
+		return ""
+	}
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return ""
+	}
+	return svc.Spec.ClusterIP
 }
 
 // observe records a Deployment's rollout state: it is ready once the controller has seen

@@ -192,7 +192,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	var errs []error
 	for _, phase := range []func(context.Context, *scope) error{
 		r.resolve,
-		r.ensureNamespace,
+		r.ensureNamespaces,
 		r.applyObjects,
 		r.prune,
 		r.observe,

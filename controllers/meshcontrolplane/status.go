@@ -20,6 +20,7 @@ type facts struct {
 	// writes counts the objects applied or deleted in this pass.
 	writes     int
 	components []componentFacts
+	gateways   []gatewayFacts
 	revision   string
 	version    string
 	// injectedPods counts the pods running this revision's sidecar.
@@ -32,6 +33,14 @@ type componentFacts struct {
 	replicas, readyReplicas    int32
 }
 
+type gatewayFacts struct {
+	componentFacts
+	gatewayType meshv1alpha1.GatewayType
+	// address is the load balancer's ingress point or the cluster IP ("" while a load
+	// balancer is pending, which does not make the gateway unready).
+	address string
+}
+
 // computeStatus sets status from facts. Messages are deterministic (sorted, no timestamps or
 // generated names) so an unchanged world yields an unchanged status and no write.
 func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f facts) {
@@ -42,8 +51,17 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	}
 	healthy := f.invalidSpec == "" && len(f.conflicts) == 0 && len(f.applyErrors) == 0
 
-	var notReady []string
+	// istiod's readiness is the revision's; every gateway must be ready too for Ready.
+	components := append([]componentFacts(nil), f.components...)
+	istiodReady := len(f.components) > 0
 	for _, c := range f.components {
+		istiodReady = istiodReady && c.ready
+	}
+	for _, g := range f.gateways {
+		components = append(components, g.componentFacts)
+	}
+	var notReady []string
+	for _, c := range components {
 		if !c.ready {
 			notReady = append(notReady, c.name)
 		}
@@ -89,7 +107,7 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 		return // nothing was observed; keep the last observation
 	}
 	st.Components = st.Components[:0]
-	for _, c := range f.components {
+	for _, c := range components {
 		st.Components = append(st.Components, meshv1alpha1.ComponentStatus{
 			Name: c.name, Component: c.component, Namespace: c.namespace,
 			Ready: c.ready, Replicas: c.replicas, ReadyReplicas: c.readyReplicas,
@@ -98,8 +116,15 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	if len(st.Components) == 0 {
 		st.Components = nil
 	}
+	st.Gateways = nil
+	for _, g := range f.gateways {
+		st.Gateways = append(st.Gateways, meshv1alpha1.GatewayStatus{
+			Name: g.name, Namespace: g.namespace, Type: g.gatewayType,
+			Ready: g.ready, Replicas: g.replicas, ReadyReplicas: g.readyReplicas, Address: g.address,
+		})
+	}
 	st.Revisions = []meshv1alpha1.RevisionStatus{{
-		Name: f.revision, Version: f.version, Ready: healthy && len(notReady) == 0, InjectedPods: f.injectedPods,
+		Name: f.revision, Version: f.version, Ready: healthy && istiodReady, InjectedPods: f.injectedPods,
 	}}
 	if healthy {
 		st.ObservedGeneration = generation

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -94,6 +95,82 @@ func TestComputeStatus(t *testing.T) {
 				g.Expect(c.ObservedGeneration).To(BeEquivalentTo(7))
 				g.Expect(c.Message).NotTo(BeEmpty())
 			}
+		})
+	}
+}
+
+func TestComputeStatusGateways(t *testing.T) {
+	istiod := componentFacts{name: "istiod", namespace: "istio-system", component: "Pilot", exists: true, ready: true, replicas: 1, readyReplicas: 1}
+	ingress := gatewayFacts{
+		componentFacts: componentFacts{name: "public", namespace: "edge", component: "IngressGateway", exists: true, ready: true, replicas: 2, readyReplicas: 2},
+		gatewayType:    meshv1alpha1.GatewayTypeIngress,
+	}
+	egress := gatewayFacts{
+		componentFacts: componentFacts{name: "egress", namespace: "istio-system", component: "EgressGateway", exists: true, replicas: 1},
+		gatewayType:    meshv1alpha1.GatewayTypeEgress,
+		address:        "10.0.0.7",
+	}
+
+	tests := []struct {
+		name         string
+		gateways     []gatewayFacts
+		wantReady    string
+		wantRevReady bool
+		wantMessage  string
+	}{
+		{name: "every gateway ready (a pending load balancer has no address)", gateways: []gatewayFacts{ingress},
+			wantReady: "True/Available", wantRevReady: true, wantMessage: "The control plane is available"},
+		{name: "a gateway rolling out holds Ready back, not the revision", gateways: []gatewayFacts{ingress, egress},
+			wantReady: "False/ComponentsNotReady", wantRevReady: true, wantMessage: "Not ready yet: egress"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			st := meshv1alpha1.MeshControlPlaneStatus{}
+			computeStatus(&st, 2, facts{components: []componentFacts{istiod}, gateways: tt.gateways, revision: "default", version: "1.31.1"})
+			g.Expect(conditions(st)["Ready"]).To(Equal(tt.wantReady))
+			g.Expect(meta.FindStatusCondition(st.Conditions, "Ready").Message).To(Equal(tt.wantMessage))
+			g.Expect(st.Revisions[0].Ready).To(Equal(tt.wantRevReady))
+			g.Expect(st.Components).To(HaveLen(1 + len(tt.gateways)))
+			g.Expect(st.Gateways).To(HaveLen(len(tt.gateways)))
+			for i, gw := range tt.gateways {
+				g.Expect(st.Gateways[i]).To(Equal(meshv1alpha1.GatewayStatus{
+					Name: gw.name, Namespace: gw.namespace, Type: gw.gatewayType, Ready: gw.ready,
+					Replicas: gw.replicas, ReadyReplicas: gw.readyReplicas, Address: gw.address,
+				}))
+				g.Expect(st.Components[1+i].Component).To(Equal(gw.component))
+			}
+		})
+	}
+
+	g := NewWithT(t)
+	st := meshv1alpha1.MeshControlPlaneStatus{}
+	computeStatus(&st, 2, facts{components: []componentFacts{istiod}, gateways: []gatewayFacts{ingress}})
+	computeStatus(&st, 3, facts{components: []componentFacts{istiod}})
+	g.Expect(st.Gateways).To(BeNil(), "a removed gateway leaves the status")
+}
+
+func TestServiceAddress(t *testing.T) {
+	svc := func(typ corev1.ServiceType, clusterIP string, ingress ...corev1.LoadBalancerIngress) *corev1.Service {
+		s := &corev1.Service{Spec: corev1.ServiceSpec{Type: typ, ClusterIP: clusterIP}}
+		s.Status.LoadBalancer.Ingress = ingress
+		return s
+	}
+	tests := []struct {
+		name string
+		svc  *corev1.Service
+		want string
+	}{
+		{"cluster IP", svc(corev1.ServiceTypeClusterIP, "10.0.0.1"), "10.0.0.1"},
+		{"node port: its cluster IP", svc(corev1.ServiceTypeNodePort, "10.0.0.2"), "10.0.0.2"},
+		{"pending load balancer", svc(corev1.ServiceTypeLoadBalancer, "10.0.0.3"), ""},
+		{"load balancer IP", svc(corev1.ServiceTypeLoadBalancer, "10.0.0.3", corev1.LoadBalancerIngress{IP: "203.0.113.9"}), "203.0.113.9"},
+		{"load balancer hostname", svc(corev1.ServiceTypeLoadBalancer, "10.0.0.3", corev1.LoadBalancerIngress{Hostname: "lb.example.com"}), "lb.example.com"},
+		{"headless", svc(corev1.ServiceTypeClusterIP, corev1.ClusterIPNone), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			NewWithT(t).Expect(serviceAddress(tt.svc)).To(Equal(tt.want))
 		})
 	}
 }

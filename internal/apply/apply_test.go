@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -54,7 +55,13 @@ func owner(name string) *meshv1alpha1.MeshControlPlane {
 // every kind and shape the builders produce, against the real API server's defaulting.
 func TestSecondApplyWritesNothing(t *testing.T) {
 	specs := map[string]func(*meshv1alpha1.MeshControlPlaneSpec){
-		"cp1": nil,
+		"cp1": func(s *meshv1alpha1.MeshControlPlaneSpec) {
+			// Upstream's defaults: an autoscaled LoadBalancer ingress, a ClusterIP egress.
+			s.Gateways = []meshv1alpha1.GatewaySpec{
+				{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayTypeIngress},
+				{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayTypeEgress, Namespace: "cp1-egress"},
+			}
+		},
 		"cp2": func(s *meshv1alpha1.MeshControlPlaneSpec) {
 			s.Revision = "canary"
 			s.Profile = meshv1alpha1.ProfileDemo
@@ -63,6 +70,37 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 				NodeSelector: map[string]string{"pool": "system"},
 				Tolerations:  []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}},
 				Env:          []corev1.EnvVar{{Name: "PILOT_PUSH_THROTTLE", Value: "50"}},
+			}
+			s.MeshConfig = &meshv1alpha1.MeshConfig{DefaultConfig: &meshv1alpha1.ProxyConfig{
+				ProxyMetadata: map[string]meshv1alpha1.ProxyMetadataValue{"ISTIO_META_DNS_CAPTURE": "true", "EMPTY": ""},
+			}}
+			// Every shape a gateway can take: fixed replicas with a PDB, a NodePort with
+			// custom ports (defaulted target ports and protocols, TCP and UDP on one port),
+			// scheduling, resources, user labels and annotations, another revision.
+			s.Gateways = []meshv1alpha1.GatewaySpec{
+				{
+					Name: "public", Type: meshv1alpha1.GatewayTypeIngress, Namespace: "cp2-gateways",
+					Replicas: ptr.To[int32](3),
+					Service: &meshv1alpha1.GatewayService{Type: "NodePort", Ports: []meshv1alpha1.GatewayPort{
+						{Name: "https", Port: 443, TargetPort: 8443},
+						{Name: "http3", Port: 443, TargetPort: 8443, Protocol: corev1.ProtocolUDP},
+						{Name: "tcp-db", Port: 5432},
+					}},
+					Resources: &corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")},
+					},
+					Labels:       map[string]meshv1alpha1.LabelValue{"team": "edge"},
+					Annotations:  map[string]string{"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+					NodeSelector: map[string]string{"pool": "edge"},
+					Tolerations:  []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+					Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+						NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}},
+					}}},
+				},
+				{
+					Name: "egress", Type: meshv1alpha1.GatewayTypeEgress, Revision: "default",
+					Autoscaling: &meshv1alpha1.Autoscaling{MinReplicas: ptr.To[int32](2)},
+				},
 			}
 		},
 	}
@@ -75,9 +113,11 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			if mutate != nil {
 				mutate(&m.Spec)
 			}
-			g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: m.Spec.Namespace}})).To(Succeed())
 			cp, err := render.Resolve(m)
 			g.Expect(err).NotTo(HaveOccurred())
+			for _, ns := range cp.Namespaces() {
+				g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+			}
 			cp.Webhook = &render.WebhookEndpoint{URL: "https://127.0.0.1:9443", CABundle: []byte("-----BEGIN CERTIFICATE-----\n"), OperatorNamespace: "meshplane-system"}
 			if name == "cp2" {
 				cp.Webhook = &render.WebhookEndpoint{ServiceNamespace: "meshplane-system", ServiceName: "webhooks", ServicePort: 443, CABundle: []byte("x")}

@@ -43,6 +43,10 @@ func FuzzObjects(f *testing.F) {
 			if envName != "" {
 				s.Pilot.Env = []corev1.EnvVar{{Name: envName, Value: envValue}}
 			}
+			// A gateway in the fuzzed namespace, scaled like istiod.
+			gw := meshv1alpha1.GatewaySpec{Name: "gw", Type: meshv1alpha1.GatewayTypeIngress, Namespace: namespace}
+			gw.Replicas, gw.Autoscaling = s.Pilot.Replicas, s.Pilot.Autoscaling
+			s.Gateways = []meshv1alpha1.GatewaySpec{gw}
 		})
 		cp, err := Resolve(m)
 		if err != nil {

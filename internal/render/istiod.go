@@ -97,13 +97,22 @@ func (cp *ControlPlane) autoscaling() *meshv1alpha1.Autoscaling {
 	if cp.fixedReplicas() != nil {
 		return nil
 	}
+	var in *meshv1alpha1.Autoscaling
+	if p := cp.Owner.Spec.Pilot; p != nil {
+		in = p.Autoscaling
+	}
+	return resolveAutoscaling(in)
+}
+
+// resolveAutoscaling fills an autoscaler's unset fields with upstream's defaults (1 to 5
+// replicas at 80% CPU).
+func resolveAutoscaling(in *meshv1alpha1.Autoscaling) *meshv1alpha1.Autoscaling {
 	as := meshv1alpha1.Autoscaling{
 		MinReplicas:                    ptr.To[int32](defaultMinReplicas),
 		MaxReplicas:                    ptr.To[int32](defaultMaxReplicas),
 		TargetCPUUtilizationPercentage: ptr.To[int32](defaultTargetCPU),
 	}
-	if p := cp.Owner.Spec.Pilot; p != nil && p.Autoscaling != nil {
-		in := p.Autoscaling
+	if in != nil {
 		if in.MinReplicas != nil {
 			as.MinReplicas = in.MinReplicas
 		}
@@ -305,12 +314,18 @@ func istiodHPA(cp *ControlPlane) *autoscalingv2ac.HorizontalPodAutoscalerApplyCo
 	if as == nil {
 		return nil
 	}
-	return autoscalingv2ac.HorizontalPodAutoscaler(cp.IstiodName(), cp.Namespace).
-		WithLabels(cp.labels(componentPilot)).
-		WithOwnerReferences(cp.ownerReference()).
+	return deploymentHPA(cp.IstiodName(), cp.Namespace, cp.labels(componentPilot), cp.ownerReference(), as)
+}
+
+// deploymentHPA scales the Deployment of the same name on CPU.
+func deploymentHPA(name, namespace string, labels map[string]string, owner *metav1ac.OwnerReferenceApplyConfiguration,
+	as *meshv1alpha1.Autoscaling) *autoscalingv2ac.HorizontalPodAutoscalerApplyConfiguration {
+	return autoscalingv2ac.HorizontalPodAutoscaler(name, namespace).
+		WithLabels(labels).
+		WithOwnerReferences(owner).
 		WithSpec(autoscalingv2ac.HorizontalPodAutoscalerSpec().
 			WithScaleTargetRef(autoscalingv2ac.CrossVersionObjectReference().
-				WithAPIVersion("apps/v1").WithKind("Deployment").WithName(cp.IstiodName())).
+				WithAPIVersion("apps/v1").WithKind("Deployment").WithName(name)).
 			WithMinReplicas(*as.MinReplicas).
 			WithMaxReplicas(*as.MaxReplicas).
 			WithMetrics(autoscalingv2ac.MetricSpec().
@@ -323,21 +338,30 @@ func istiodHPA(cp *ControlPlane) *autoscalingv2ac.HorizontalPodAutoscalerApplyCo
 }
 
 // istiodPDB keeps one istiod up during voluntary disruptions, but only when more than one
-// runs: with a single replica a PDB of minAvailable 1 would block node drains forever.
+// runs.
 func istiodPDB(cp *ControlPlane) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
+	return minAvailablePDB(cp.IstiodName(), cp.Namespace, cp.labels(componentPilot), cp.ownerReference(),
+		cp.istiodSelector(), cp.fixedReplicas(), cp.autoscaling())
+}
+
+// minAvailablePDB keeps one pod up during voluntary disruptions, but only when more than one
+// runs (fixed replicas, or an autoscaler's minimum): with a single replica a PDB of
+// minAvailable 1 would block node drains forever. It returns nil otherwise.
+func minAvailablePDB(name, namespace string, labels map[string]string, owner *metav1ac.OwnerReferenceApplyConfiguration,
+	selector map[string]string, fixed *int32, as *meshv1alpha1.Autoscaling) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
 	minimum := int32(0)
-	if r := cp.fixedReplicas(); r != nil {
-		minimum = *r
-	} else if as := cp.autoscaling(); as != nil {
+	if fixed != nil {
+		minimum = *fixed
+	} else if as != nil {
 		minimum = *as.MinReplicas
 	}
 	if minimum <= 1 {
 		return nil
 	}
-	return policyv1ac.PodDisruptionBudget(cp.IstiodName(), cp.Namespace).
-		WithLabels(cp.labels(componentPilot)).
-		WithOwnerReferences(cp.ownerReference()).
+	return policyv1ac.PodDisruptionBudget(name, namespace).
+		WithLabels(labels).
+		WithOwnerReferences(owner).
 		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
 			WithMinAvailable(intstr.FromInt32(1)).
-			WithSelector(metav1ac.LabelSelector().WithMatchLabels(cp.istiodSelector())))
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector)))
 }

@@ -41,6 +41,8 @@ type ControlPlane struct {
 	Namespace string
 	// Revision is the spec's revision; "" for the default revision.
 	Revision string
+	// Gateways are the spec's gateways, resolved, in spec order.
+	Gateways []Gateway
 	// Webhook, when set, is where the operator serves sidecar injection; the revision's
 	// MutatingWebhookConfiguration is rendered only then.
 	Webhook *WebhookEndpoint
@@ -76,6 +78,7 @@ func Resolve(mcp *meshv1alpha1.MeshControlPlane) (*ControlPlane, error) {
 	if cp.Namespace == "" {
 		cp.Namespace = "istio-system"
 	}
+	cp.resolveGateways()
 	return cp, nil
 }
 
@@ -126,6 +129,13 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 	}
 	if cp.Webhook != nil {
 		objs = append(objs, injectorWebhook(cp))
+	}
+	for i := range cp.Gateways {
+		gw, err := gatewayObjects(cp, &cp.Gateways[i])
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, gw...)
 	}
 	return objs, nil
 }

@@ -187,6 +187,10 @@ func TestEveryObjectIsOwnedAndLabelled(t *testing.T) {
 	g := NewWithT(t)
 	m := mcp(func(s *meshv1alpha1.MeshControlPlaneSpec) {
 		s.Pilot = &meshv1alpha1.PilotSpec{Replicas: ptr.To[int32](3)}
+		s.Gateways = []meshv1alpha1.GatewaySpec{
+			{Name: "ingress", Type: meshv1alpha1.GatewayTypeIngress, Namespace: "edge", Replicas: ptr.To[int32](2)},
+			{Name: "egress", Type: meshv1alpha1.GatewayTypeEgress},
+		}
 	})
 	_, objs := render(t, m)
 	for _, o := range objs {

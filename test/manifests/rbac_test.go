@@ -75,6 +75,7 @@ func TestManagerRoleCoversRenderedRoles(t *testing.T) {
 		{name: "GatewayControllerRules", rules: render.GatewayControllerRules()},
 		{name: "ReaderRules", rules: render.ReaderRules()},
 		{name: "IstiodNamespaceRules", rules: render.IstiodNamespaceRules()},
+		{name: "GatewayRules", rules: render.GatewayRules()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

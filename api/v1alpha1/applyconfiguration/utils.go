@@ -36,6 +36,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.AutoscalingApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ComponentStatus"):
 		return &apiv1alpha1.ComponentStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GatewayPort"):
+		return &apiv1alpha1.GatewayPortApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GatewayService"):
+		return &apiv1alpha1.GatewayServiceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GatewaySpec"):
+		return &apiv1alpha1.GatewaySpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GatewayStatus"):
+		return &apiv1alpha1.GatewayStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshConfig"):
 		return &apiv1alpha1.MeshConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshControlPlane"):

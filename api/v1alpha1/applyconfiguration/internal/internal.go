@@ -74,6 +74,117 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: replicas
       type:
         scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayPort
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
+    - name: port
+      type:
+        scalar: numeric
+    - name: protocol
+      type:
+        namedType: io.k8s.api.core.v1.Protocol
+      default: TCP
+    - name: targetPort
+      type:
+        scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayService
+  map:
+    fields:
+    - name: ports
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayPort
+          elementRelationship: associative
+          keys:
+          - name
+    - name: type
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayServiceType
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayServiceType
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewaySpec
+  map:
+    fields:
+    - name: affinity
+      type:
+        namedType: io.k8s.api.core.v1.Affinity
+    - name: annotations
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: autoscaling
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.Autoscaling
+    - name: labels
+      type:
+        map:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.LabelValue
+    - name: name
+      type:
+        scalar: string
+    - name: namespace
+      type:
+        scalar: string
+    - name: nodeSelector
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: replicas
+      type:
+        scalar: numeric
+    - name: resources
+      type:
+        namedType: io.k8s.api.core.v1.ResourceRequirements
+    - name: revision
+      type:
+        scalar: string
+    - name: service
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayService
+    - name: tolerations
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.api.core.v1.Toleration
+          elementRelationship: atomic
+    - name: type
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayStatus
+  map:
+    fields:
+    - name: address
+      type:
+        scalar: string
+    - name: name
+      type:
+        scalar: string
+    - name: namespace
+      type:
+        scalar: string
+    - name: ready
+      type:
+        scalar: boolean
+    - name: readyReplicas
+      type:
+        scalar: numeric
+    - name: replicas
+      type:
+        scalar: numeric
+    - name: type
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.LabelValue
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshConfig
   map:
     fields:
@@ -117,6 +228,14 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneSpec
   map:
     fields:
+    - name: gateways
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewaySpec
+          elementRelationship: associative
+          keys:
+          - name
     - name: hub
       type:
         scalar: string
@@ -164,6 +283,14 @@ var schemaYAML = typed.YAMLObject(`types:
           elementRelationship: associative
           keys:
           - type
+    - name: gateways
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayStatus
+          elementRelationship: associative
+          keys:
+          - name
     - name: observedGeneration
       type:
         scalar: numeric
@@ -482,6 +609,8 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: weight
       type:
         scalar: numeric
+- name: io.k8s.api.core.v1.Protocol
+  scalar: string
 - name: io.k8s.api.core.v1.ResourceClaim
   map:
     fields:

@@ -23,9 +23,10 @@ package v1alpha1
 //
 // ComponentStatus reports one workload of the control plane.
 type ComponentStatusApplyConfiguration struct {
-	// name of the component's Deployment, for example "istiod" or "istiod-canary".
+	// name of the component's Deployment, for example "istiod", "istiod-canary" or a
+	// gateway's name.
 	Name *string `json:"name,omitempty"`
-	// component is the part of Istio it runs ("Pilot").
+	// component is the part of Istio it runs: "Pilot", "IngressGateway" or "EgressGateway".
 	Component *string `json:"component,omitempty"`
 	// namespace of the Deployment.
 	Namespace *string `json:"namespace,omitempty"`

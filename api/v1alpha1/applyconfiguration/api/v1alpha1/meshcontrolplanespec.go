@@ -50,6 +50,10 @@ type MeshControlPlaneSpecApplyConfiguration struct {
 	Pilot *PilotSpecApplyConfiguration `json:"pilot,omitempty"`
 	// sidecarInjector configures the sidecars the operator injects into this revision's pods.
 	SidecarInjector *SidecarInjectorSpecApplyConfiguration `json:"sidecarInjector,omitempty"`
+	// gateways are the ingress and egress gateways this control plane runs: Envoy proxies
+	// (<hub>/proxyv2:<version>) that Istio Gateway resources select with the labels
+	// app=<name> and istio=<name without an "istio-" prefix>. Each may live in any namespace.
+	Gateways []GatewaySpecApplyConfiguration `json:"gateways,omitempty"`
 }
 
 // MeshControlPlaneSpecApplyConfiguration constructs a declarative configuration of the MeshControlPlaneSpec type for use with
@@ -119,5 +123,18 @@ func (b *MeshControlPlaneSpecApplyConfiguration) WithPilot(value *PilotSpecApply
 // If called multiple times, the SidecarInjector field is set to the value of the last call.
 func (b *MeshControlPlaneSpecApplyConfiguration) WithSidecarInjector(value *SidecarInjectorSpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
 	b.SidecarInjector = value
+	return b
+}
+
+// WithGateways adds the given value to the Gateways field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Gateways field.
+func (b *MeshControlPlaneSpecApplyConfiguration) WithGateways(values ...*GatewaySpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithGateways")
+		}
+		b.Gateways = append(b.Gateways, *values[i])
+	}
 	return b
 }

@@ -33,6 +33,8 @@ type MeshControlPlaneStatusApplyConfiguration struct {
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// components reports each workload of the control plane.
 	Components []ComponentStatusApplyConfiguration `json:"components,omitempty"`
+	// gateways reports each gateway of spec.gateways.
+	Gateways []GatewayStatusApplyConfiguration `json:"gateways,omitempty"`
 	// revisions lists the control plane revisions in use.
 	Revisions []RevisionStatusApplyConfiguration `json:"revisions,omitempty"`
 }
@@ -73,6 +75,19 @@ func (b *MeshControlPlaneStatusApplyConfiguration) WithComponents(values ...*Com
 			panic("nil value passed to WithComponents")
 		}
 		b.Components = append(b.Components, *values[i])
+	}
+	return b
+}
+
+// WithGateways adds the given value to the Gateways field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Gateways field.
+func (b *MeshControlPlaneStatusApplyConfiguration) WithGateways(values ...*GatewayStatusApplyConfiguration) *MeshControlPlaneStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithGateways")
+		}
+		b.Gateways = append(b.Gateways, *values[i])
 	}
 	return b
 }
