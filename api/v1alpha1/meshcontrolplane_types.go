@@ -84,6 +84,126 @@ type MeshControlPlaneSpec struct {
 	// +listMapKey=name
 	// +optional
 	Gateways []GatewaySpec `json:"gateways,omitempty"`
+
+	// security sets mesh-wide mutual TLS and the certificate authority istiod signs workload
+	// certificates with.
+	// +optional
+	Security *SecuritySpec `json:"security,omitempty"`
+}
+
+// SecuritySpec configures mesh-wide mutual TLS and the certificate authority.
+type SecuritySpec struct {
+	// mtls sets the mesh-wide mutual TLS mode.
+	// +optional
+	MTLS *MTLSSpec `json:"mtls,omitempty"`
+
+	// certificateAuthority is the CA istiod signs workload certificates with (default:
+	// selfSigned, istiod's own).
+	// +optional
+	CertificateAuthority *CertificateAuthority `json:"certificateAuthority,omitempty"`
+}
+
+// MTLSMode is Istio's PeerAuthentication mutual TLS mode.
+// +kubebuilder:validation:Enum=STRICT;PERMISSIVE;DISABLE
+type MTLSMode string
+
+const (
+	// MTLSModeStrict accepts only mutual TLS traffic.
+	MTLSModeStrict MTLSMode = "STRICT"
+	// MTLSModePermissive accepts both mutual TLS and plain text traffic.
+	MTLSModePermissive MTLSMode = "PERMISSIVE"
+	// MTLSModeDisable accepts plain text traffic only.
+	MTLSModeDisable MTLSMode = "DISABLE"
+)
+
+// MTLSSpec is the mesh-wide mutual TLS setting.
+type MTLSSpec struct {
+	// mode is STRICT, PERMISSIVE or DISABLE, rendered as the mesh-wide PeerAuthentication
+	// "default" in the control plane's namespace (the root namespace). Unset renders none,
+	// which Istio treats as PERMISSIVE; namespace and workload PeerAuthentications still
+	// override it.
+	// +optional
+	Mode MTLSMode `json:"mode,omitempty"`
+}
+
+// CertificateAuthority selects the CA istiod signs workload certificates with: exactly one
+// of selfSigned, plugged or certManager.
+// +kubebuilder:validation:XValidation:rule="[has(self.selfSigned), has(self.plugged), has(self.certManager)].filter(x, x).size() == 1",message="certificateAuthority must set exactly one of selfSigned, plugged or certManager"
+type CertificateAuthority struct {
+	// selfSigned lets istiod generate and run its own root CA (the default).
+	// +optional
+	SelfSigned *SelfSignedCA `json:"selfSigned,omitempty"`
+
+	// plugged makes istiod sign with a CA the user provides in a Secret of the control
+	// plane's namespace, in the cacerts layout (ca-cert.pem, ca-key.pem, cert-chain.pem,
+	// root-cert.pem). The operator validates it on every change and never modifies it; while
+	// it is invalid, istiod keeps its previous configuration.
+	// +optional
+	Plugged *PluggedCA `json:"plugged,omitempty"`
+
+	// certManager has cert-manager issue istiod's intermediate CA from an Issuer or
+	// ClusterIssuer; the operator turns the issued Secret into the cacerts layout and rolls
+	// istiod when the CA changes. Control planes of several clusters sharing one issuer's
+	// root trust each other (multi-primary).
+	// +optional
+	CertManager *CertManagerCA `json:"certManager,omitempty"`
+}
+
+// SelfSignedCA is istiod's own CA. It has no settings.
+type SelfSignedCA struct{}
+
+// PluggedCA is a CA the user provides.
+type PluggedCA struct {
+	// secretName is the Secret in the control plane's namespace holding the CA (default
+	// "cacerts", the name upstream Istio reads).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:default=cacerts
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// IssuerKind is the kind of a cert-manager issuer.
+// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+type IssuerKind string
+
+// CertManagerCA is an intermediate CA cert-manager issues for istiod.
+type CertManagerCA struct {
+	// issuerRef is the cert-manager issuer that signs istiod's CA certificate; it must be
+	// able to issue CA certificates (a CA or Vault issuer, for example). An Issuer must live in
+	// the control plane's namespace.
+	// +required
+	IssuerRef IssuerReference `json:"issuerRef"`
+
+	// duration is how long the CA certificate is valid (cert-manager's default: 90 days).
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// renewBefore is how long before expiry cert-manager renews the CA certificate
+	// (cert-manager's default: a third of its duration).
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+// IssuerReference names a cert-manager issuer.
+type IssuerReference struct {
+	// name of the Issuer or ClusterIssuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// kind is Issuer (in the control plane's namespace, the default) or ClusterIssuer.
+	// +kubebuilder:default=Issuer
+	// +optional
+	Kind IssuerKind `json:"kind,omitempty"`
+
+	// group of the issuer's API (default cert-manager.io; external issuers have their own).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:default=cert-manager.io
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // GatewayType says which way a gateway carries traffic.
@@ -453,7 +573,45 @@ const (
 	ReasonInvalidSpec        = "InvalidSpec"
 	ReasonNoProblems         = "NoProblems"
 	ReasonReconcileError     = "ReconcileError"
+	// ReasonInvalidCA: the plugged or issued CA material cannot be used (or is missing).
+	ReasonInvalidCA = "InvalidCA"
+	// ReasonIssuerNotFound: the cert-manager issuer of spec.security.certificateAuthority does
+	// not exist (or cert-manager is not installed).
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonCertificateNotReady: cert-manager has not issued istiod's CA certificate yet.
+	ReasonCertificateNotReady = "CertificateNotReady"
 )
+
+// CA modes reported in status.certificateAuthority.mode.
+const (
+	CAModeSelfSigned  = "SelfSigned"
+	CAModePlugged     = "Plugged"
+	CAModeCertManager = "CertManager"
+)
+
+// CertificateAuthorityStatus describes the CA istiod is configured with: public facts only.
+type CertificateAuthorityStatus struct {
+	// mode is SelfSigned, Plugged or CertManager.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Mode string `json:"mode,omitempty"`
+	// secretName is the cacerts Secret istiod mounts (empty for SelfSigned).
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// rootSubject is the subject of the mesh's root certificate.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	RootSubject string `json:"rootSubject,omitempty"`
+	// rootFingerprint is the root certificate's SHA-256 fingerprint, as
+	// `openssl x509 -noout -fingerprint -sha256` prints it.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	RootFingerprint string `json:"rootFingerprint,omitempty"`
+	// notAfter is when the CA certificate istiod signs with expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+}
 
 // ComponentStatus reports one workload of the control plane.
 type ComponentStatus struct {
@@ -565,6 +723,11 @@ type MeshControlPlaneStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +optional
 	Revisions []RevisionStatus `json:"revisions,omitempty"`
+
+	// certificateAuthority describes the CA istiod runs with (for plugged and certManager,
+	// the last valid material; never key material).
+	// +optional
+	CertificateAuthority *CertificateAuthorityStatus `json:"certificateAuthority,omitempty"`
 }
 
 // MeshControlPlane installs and runs an Istio control plane (istiod and its configuration).

@@ -21,8 +21,7 @@ import (
 // AnnotationCreatedBy marks a namespace the operator created for a control plane.
 const AnnotationCreatedBy = "mesh.meshplane.io/created-by"
 
-// resolve applies defaults, checks the version against the supported table and renders the
-// desired objects.
+// resolve applies defaults and checks the version against the supported table.
 func (r *Reconciler) resolve(_ context.Context, s *scope) error {
 	cp, err := render.Resolve(s.mcp)
 	if err != nil {
@@ -37,7 +36,12 @@ func (r *Reconciler) resolve(_ context.Context, s *scope) error {
 		}
 		cp.Webhook = &ep
 	}
-	desired, err := render.Objects(cp)
+	return nil
+}
+
+// render builds the desired objects.
+func (r *Reconciler) render(_ context.Context, s *scope) error {
+	desired, err := render.Objects(s.cp)
 	if err != nil {
 		s.facts.invalidSpec = err.Error()
 		return err
@@ -99,6 +103,9 @@ func (r *Reconciler) applyObjects(ctx context.Context, s *scope) error {
 	var errs []error
 	heldBack := map[*render.Gateway]bool{}
 	for _, obj := range s.desired {
+		if s.facts.ca.hold && s.cp.IsIstiodDeployment(obj) {
+			continue // keep istiod on the CA it runs with until the new one is usable
+		}
 		gw := s.cp.GatewayOf(obj)
 		if gw != nil && heldBack[gw] {
 			continue
@@ -125,7 +132,7 @@ func (r *Reconciler) applyObjects(ctx context.Context, s *scope) error {
 // prune deletes children an earlier spec needed and this one does not. It runs only after a
 // clean apply, so a failed pass never removes what is still serving.
 func (r *Reconciler) prune(ctx context.Context, s *scope) error {
-	if s.facts.conflicts != nil || s.facts.applyErrors != nil {
+	if s.facts.conflicts != nil || s.facts.applyErrors != nil || s.facts.ca.hold {
 		return nil
 	}
 	n, err := r.Applier.Prune(ctx, s.mcp, client.MatchingLabels{render.LabelControlPlane: s.mcp.Name},
@@ -243,4 +250,6 @@ func (c *componentFacts) observe(d *appsv1.Deployment) {
 }
 
 // stopped reports whether later phases must not run.
+//
+// A CA problem does not stop them: everything but istiod's Deployment is still applied.
 func (f *facts) stopped() bool { return f.invalidSpec != "" }

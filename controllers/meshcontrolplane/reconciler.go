@@ -8,6 +8,7 @@ import (
 
 	"istio.io/api/annotation"
 	"istio.io/api/label"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -53,6 +54,8 @@ var OwnedTypes = []client.Object{
 	&autoscalingv2.HorizontalPodAutoscaler{},
 	&policyv1.PodDisruptionBudget{},
 	&admissionregistrationv1.MutatingWebhookConfiguration{},
+	&corev1.Secret{},
+	&securityv1.PeerAuthentication{},
 }
 
 // InjectedPodsSelector selects the pods that run a sidecar; the operator caches only their
@@ -97,6 +100,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		r.ownedKinds = append(r.ownedKinds, gvk)
 	}
+	// cert-manager's Certificate has no Go type here and may not be installed: it is pruned
+	// (when installed) but not watched; the Secret cert-manager issues into is.
+	r.ownedKinds = append(r.ownedKinds, CertificateGVK)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("meshcontrolplane").
 		// Our own status writes do not change the generation and need no reconcile.
@@ -113,6 +119,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// Pods come and go under a revision: recount them (metadata only).
 	b = b.WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.controlPlaneOfPod))
+	// The Secrets a CA reads (a plugged CA's, cert-manager's issued one) are the user's and
+	// cert-manager's, unlabelled: they are read from the API server when reconciling, and
+	// watched through a metadata-only informer, so a fix or a re-issue reconciles.
+	b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.controlPlanesOfSecret))
 	if r.CABundleChanged != nil {
 		b = b.WatchesRawSource(source.Channel(r.CABundleChanged, handler.EnqueueRequestsFromMapFunc(r.allControlPlanes)))
 	}
@@ -192,6 +202,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	var errs []error
 	for _, phase := range []func(context.Context, *scope) error{
 		r.resolve,
+		r.certificateAuthority,
+		r.render,
 		r.ensureNamespaces,
 		r.applyObjects,
 		r.prune,

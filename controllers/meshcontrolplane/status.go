@@ -25,6 +25,7 @@ type facts struct {
 	version    string
 	// injectedPods counts the pods running this revision's sidecar.
 	injectedPods int32
+	ca           caFacts
 }
 
 type componentFacts struct {
@@ -49,7 +50,8 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation,
 		})
 	}
-	healthy := f.invalidSpec == "" && len(f.conflicts) == 0 && len(f.applyErrors) == 0
+	healthy := f.invalidSpec == "" && len(f.conflicts) == 0 && len(f.applyErrors) == 0 && f.ca.reason == ""
+	waitingForCA := f.ca.reason == meshv1alpha1.ReasonCertificateNotReady
 
 	// istiod's readiness is the revision's; every gateway must be ready too for Ready.
 	components := append([]componentFacts(nil), f.components...)
@@ -76,6 +78,13 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 		msg := joinSorted(f.conflicts) + "; delete or rename the existing object(s), or choose another revision or namespace"
 		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, meshv1alpha1.ReasonResourceConflict, msg)
 		set(meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonResourceConflict, msg)
+	case f.ca.reason != "" && len(f.applyErrors) == 0:
+		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, f.ca.reason, f.ca.message)
+		if waitingForCA {
+			set(meshv1alpha1.ConditionStalled, metav1.ConditionFalse, meshv1alpha1.ReasonNoProblems, "Waiting for cert-manager")
+		} else {
+			set(meshv1alpha1.ConditionStalled, metav1.ConditionTrue, f.ca.reason, f.ca.message)
+		}
 	case len(f.applyErrors) > 0:
 		set(meshv1alpha1.ConditionReconciled, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, joinSorted(f.applyErrors))
 		set(meshv1alpha1.ConditionStalled, metav1.ConditionFalse, meshv1alpha1.ReasonNoProblems, "The operator is retrying")
@@ -85,6 +94,8 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	}
 
 	switch {
+	case waitingForCA && len(f.conflicts) == 0 && len(f.applyErrors) == 0:
+		set(meshv1alpha1.ConditionProgressing, metav1.ConditionTrue, f.ca.reason, f.ca.message)
 	case !healthy:
 		set(meshv1alpha1.ConditionProgressing, metav1.ConditionFalse, meshv1alpha1.ReasonReconcileError, "The rollout cannot proceed until the problem reported in Reconciled is fixed")
 	case len(notReady) > 0:
@@ -126,6 +137,10 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	st.Revisions = []meshv1alpha1.RevisionStatus{{
 		Name: f.revision, Version: f.version, Ready: healthy && istiodReady, InjectedPods: f.injectedPods,
 	}}
+	if f.ca.status != nil {
+		// Otherwise keep the last valid material's: istiod still runs with it.
+		st.CertificateAuthority = f.ca.status
+	}
 	if healthy {
 		st.ObservedGeneration = generation
 	}

@@ -53,6 +53,30 @@ func TestComputeStatus(t *testing.T) {
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system", Replicas: 1}},
 		},
 		{
+			name: "an invalid CA stalls, and istiod keeps serving",
+			facts: facts{components: []componentFacts{ready}, revision: "default", version: "1.31.1",
+				ca: caFacts{reason: meshv1alpha1.ReasonInvalidCA, message: "the CA in Secret istio-system/cacerts cannot be used: x", hold: true}},
+			want: map[string]string{
+				"Ready": "False/InvalidCA", "Reconciled": "False/InvalidCA",
+				"Progressing": "False/ReconcileError", "Stalled": "True/InvalidCA",
+			},
+			wantGen: 3,
+			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
+				Ready: true, Replicas: 1, ReadyReplicas: 1}},
+		},
+		{
+			name: "waiting for cert-manager progresses without stalling",
+			facts: facts{components: []componentFacts{ready}, revision: "default", version: "1.31.1",
+				ca: caFacts{reason: meshv1alpha1.ReasonCertificateNotReady, message: "waiting for cert-manager", hold: true}},
+			want: map[string]string{
+				"Ready": "False/CertificateNotReady", "Reconciled": "False/CertificateNotReady",
+				"Progressing": "True/CertificateNotReady", "Stalled": "False/NoProblems",
+			},
+			wantGen: 3,
+			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
+				Ready: true, Replicas: 1, ReadyReplicas: 1}},
+		},
+		{
 			name:  "conflict stalls and does not claim the generation",
 			facts: facts{conflicts: []string{"b conflict", "a conflict"}, components: []componentFacts{ready}},
 			want: map[string]string{

@@ -13,12 +13,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/client-go/applyconfigurations"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 )
 
 // Object is a typed apply configuration of one object (client-go's and ours all satisfy it).
@@ -57,8 +60,37 @@ type Applier struct {
 	Scheme     *runtime.Scheme
 	FieldOwner string
 
+	// converter knows the schemas of Kubernetes' own kinds; deduced serves every other kind
+	// (Istio's, cert-manager's), deducing the structure from the object itself. Deduced
+	// lists are atomic, which is exact enough for comparing what we applied: a list of ours
+	// is extracted whole.
 	converter managedfields.TypeConverter
+	deduced   managedfields.TypeConverter
 }
+
+// Unstructured is the apply configuration of an object of a kind without Go types in the
+// operator (cert-manager's Certificate): the fields to apply, and nothing else.
+type Unstructured struct {
+	*unstructured.Unstructured
+}
+
+// IsApplyConfiguration marks Unstructured as an apply configuration.
+func (Unstructured) IsApplyConfiguration() {}
+
+// GetAPIVersion returns the object's apiVersion.
+func (u Unstructured) GetAPIVersion() *string { return ptrTo(u.Unstructured.GetAPIVersion()) }
+
+// GetKind returns the object's kind.
+func (u Unstructured) GetKind() *string { return ptrTo(u.Unstructured.GetKind()) }
+
+// GetName returns the object's name.
+func (u Unstructured) GetName() *string { return ptrTo(u.Unstructured.GetName()) }
+
+// GetNamespace returns the object's namespace.
+func (u Unstructured) GetNamespace() *string { return ptrTo(u.Unstructured.GetNamespace()) }
+
+// MarshalJSON encodes the object's content.
+func (u Unstructured) MarshalJSON() ([]byte, error) { return json.Marshal(u.Object) }
 
 // NewApplier returns an Applier for the field manager fieldOwner.
 func NewApplier(c client.Client, apiReader client.Reader, scheme *runtime.Scheme, fieldOwner string) *Applier {
@@ -68,6 +100,7 @@ func NewApplier(c client.Client, apiReader client.Reader, scheme *runtime.Scheme
 		Scheme:     scheme,
 		FieldOwner: fieldOwner,
 		converter:  applyconfigurations.NewTypeConverter(scheme),
+		deduced:    managedfields.NewDeducedTypeConverter(),
 	}
 }
 
@@ -113,13 +146,22 @@ func (a *Applier) Apply(ctx context.Context, owner metav1.Object, desired Object
 			return false, nil
 		}
 	}
-	if err := a.Client.Apply(ctx, desired, client.FieldOwner(a.FieldOwner), client.ForceOwnership); err != nil {
+	var ac runtime.ApplyConfiguration = desired
+	if u, ok := desired.(Unstructured); ok {
+		ac = client.ApplyConfigurationFromUnstructured(u.Unstructured)
+	}
+	if err := a.Client.Apply(ctx, ac, client.FieldOwner(a.FieldOwner), client.ForceOwnership); err != nil {
 		return false, fmt.Errorf("applying %s %s: %w", gvk.Kind, displayKey(key), err)
 	}
 	return true, nil
 }
 
 func (a *Applier) newObject(gvk schema.GroupVersionKind) (client.Object, error) {
+	if !a.Scheme.Recognizes(gvk) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		return u, nil
+	}
 	o, err := a.Scheme.New(gvk)
 	if err != nil {
 		return nil, fmt.Errorf("no Go type for %s: %w", gvk, err)
@@ -150,7 +192,7 @@ func (a *Applier) holds(live client.Object, desired Object) (bool, error) {
 	if err := owned.FromJSON(bytes.NewReader(entry.FieldsV1.Raw)); err != nil {
 		return false, err
 	}
-	typed, err := a.converter.ObjectToTyped(live)
+	typed, err := a.toTyped(live)
 	if err != nil {
 		return false, err
 	}
@@ -165,6 +207,24 @@ func (a *Applier) holds(live client.Object, desired Object) (bool, error) {
 		return false, err
 	}
 	return reflect.DeepEqual(want, got), nil
+}
+
+// toTyped converts a live object for field extraction: Kubernetes' own kinds with their
+// schemas, others by deduction from their JSON (which also honours custom marshallers, such
+// as the protobuf-backed specs of Istio's types).
+func (a *Applier) toTyped(live client.Object) (*typed.TypedValue, error) {
+	if clientgoscheme.Scheme.Recognizes(live.GetObjectKind().GroupVersionKind()) {
+		return a.converter.ObjectToTyped(live)
+	}
+	raw, err := json.Marshal(live)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := json.Unmarshal(raw, &u.Object); err != nil {
+		return nil, err
+	}
+	return a.deduced.ObjectToTyped(u)
 }
 
 // normalize turns a value into plain JSON types, without the identity fields (which
@@ -217,7 +277,10 @@ func (a *Applier) Prune(ctx context.Context, owner metav1.Object, selector clien
 		if err != nil {
 			return deleted, err
 		}
-		if err := a.Client.List(ctx, typed, selector); err != nil {
+		switch err := a.Client.List(ctx, typed, selector); {
+		case apimeta.IsNoMatchError(err):
+			continue // the kind is not installed (cert-manager's, say): nothing of it to prune
+		case err != nil:
 			return deleted, fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
 		items, err := metaItems(typed)
@@ -241,6 +304,11 @@ func (a *Applier) Prune(ctx context.Context, owner metav1.Object, selector clien
 }
 
 func (a *Applier) newList(gvk schema.GroupVersionKind) (client.ObjectList, error) {
+	if !a.Scheme.Recognizes(gvk) {
+		u := &unstructured.UnstructuredList{}
+		u.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		return u, nil
+	}
 	o, err := a.Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 	if err != nil {
 		return nil, fmt.Errorf("no list type for %s: %w", gvk, err)

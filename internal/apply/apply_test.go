@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/gomega"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"time"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/apply"
@@ -29,7 +32,16 @@ var (
 func TestMain(m *testing.M) {
 	code := func() int {
 		var err error
-		env, err = testenv.Start(context.Background(), testenv.Options{WithoutWorkloads: true})
+		assets, err := testenv.AssetsDir()
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			return 1
+		}
+		// Istio's and cert-manager's CRDs: the applier handles their kinds too.
+		env, err = testenv.Start(context.Background(), testenv.Options{WithoutWorkloads: true, CRDDirectoryPaths: []string{
+			filepath.Join("..", "..", "config", "istio-crds"),
+			filepath.Join(assets, "cert-manager-crds"),
+		}})
 		if err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			return 1
@@ -57,6 +69,15 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 	specs := map[string]func(*meshv1alpha1.MeshControlPlaneSpec){
 		"cp1": func(s *meshv1alpha1.MeshControlPlaneSpec) {
 			// Upstream's defaults: an autoscaled LoadBalancer ingress, a ClusterIP egress.
+			// A mesh-wide PeerAuthentication (Istio's type) and a cert-manager Certificate
+			// (unstructured), with the cacerts Secret converted from what it issues.
+			s.Security = &meshv1alpha1.SecuritySpec{
+				MTLS: &meshv1alpha1.MTLSSpec{Mode: meshv1alpha1.MTLSModeStrict},
+				CertificateAuthority: &meshv1alpha1.CertificateAuthority{CertManager: &meshv1alpha1.CertManagerCA{
+					IssuerRef: meshv1alpha1.IssuerReference{Name: "mesh-root", Kind: "ClusterIssuer"},
+					Duration:  &metav1.Duration{Duration: 720 * time.Hour},
+				}},
+			}
 			s.Gateways = []meshv1alpha1.GatewaySpec{
 				{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayTypeIngress},
 				{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayTypeEgress, Namespace: "cp1-egress"},
@@ -118,6 +139,11 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			for _, ns := range cp.Namespaces() {
 				g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 			}
+			if cp.CA.Mode == meshv1alpha1.CAModeCertManager {
+				cp.CA.Fingerprint = "0123456789abcdef"
+				cp.CA.Data = map[string][]byte{"ca-cert.pem": []byte("cert"), "ca-key.pem": []byte("key"),
+					"cert-chain.pem": []byte("chain"), "root-cert.pem": []byte("root")}
+			}
 			cp.Webhook = &render.WebhookEndpoint{URL: "https://127.0.0.1:9443", CABundle: []byte("-----BEGIN CERTIFICATE-----\n"), OperatorNamespace: "meshplane-system"}
 			if name == "cp2" {
 				cp.Webhook = &render.WebhookEndpoint{ServiceNamespace: "meshplane-system", ServiceName: "webhooks", ServicePort: 443, CABundle: []byte("x")}
@@ -135,6 +161,15 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			// server's response).
 			objs, err = render.Objects(cp)
 			g.Expect(err).NotTo(HaveOccurred())
+			if name == "cp1" {
+				kinds := map[string]bool{}
+				for _, o := range objs {
+					kinds[*o.GetKind()] = true
+				}
+				g.Expect(kinds).To(HaveKey("PeerAuthentication"))
+				g.Expect(kinds).To(HaveKey("Certificate"))
+				g.Expect(kinds).To(HaveKey("Secret"))
+			}
 			for _, o := range objs {
 				changed, err := a.Apply(ctx, m, o)
 				g.Expect(err).NotTo(HaveOccurred())
@@ -145,4 +180,61 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A change to an object of a kind without client-go schemas (Istio's, cert-manager's) is
+// still seen, and so is another manager's drift of a field we own.
+func TestApplyDetectsChangesOfOtherKinds(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	m := owner("cp3")
+	m.Spec.Namespace = "cp3-system"
+	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: m.Spec.Namespace}})).To(Succeed())
+	a := apply.NewApplier(c, c, operator.Scheme(), "test-manager")
+	objectsWith := func(mode meshv1alpha1.MTLSMode, issuer string) []apply.Object {
+		m.Spec.Security = &meshv1alpha1.SecuritySpec{
+			MTLS: &meshv1alpha1.MTLSSpec{Mode: mode},
+			CertificateAuthority: &meshv1alpha1.CertificateAuthority{CertManager: &meshv1alpha1.CertManagerCA{
+				IssuerRef: meshv1alpha1.IssuerReference{Name: issuer},
+			}},
+		}
+		cp, err := render.Resolve(m)
+		g.Expect(err).NotTo(HaveOccurred())
+		objs, err := render.Objects(cp)
+		g.Expect(err).NotTo(HaveOccurred())
+		var out []apply.Object
+		for _, o := range objs {
+			if k := *o.GetKind(); k == "PeerAuthentication" || k == "Certificate" {
+				out = append(out, o)
+			}
+		}
+		g.Expect(out).To(HaveLen(2))
+		return out
+	}
+	applyAll := func(objs []apply.Object) (writes int) {
+		for _, o := range objs {
+			changed, err := a.Apply(ctx, m, o)
+			g.Expect(err).NotTo(HaveOccurred())
+			if changed {
+				writes++
+			}
+		}
+		return writes
+	}
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeStrict, "a"))).To(Equal(2))
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeStrict, "a"))).To(Equal(0))
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeDisable, "a"))).To(Equal(1))
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeDisable, "b"))).To(Equal(1))
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeDisable, "b"))).To(Equal(0))
+
+	pa := &securityv1.PeerAuthentication{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "cp3-system", Name: "default"}, pa)).To(Succeed())
+	g.Expect(pa.Spec.GetMtls().GetMode().String()).To(Equal("DISABLE"))
+
+	// Someone else changes the mode: the next pass puts ours back.
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"mtls":{"mode":"PERMISSIVE"}}}`))
+	g.Expect(c.Patch(ctx, pa, patch, client.FieldOwner("someone-else"))).To(Succeed())
+	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeDisable, "b"))).To(Equal(1))
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "cp3-system", Name: "default"}, pa)).To(Succeed())
+	g.Expect(pa.Spec.GetMtls().GetMode().String()).To(Equal("DISABLE"))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -56,6 +57,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	utilruntime.Must(securityv1.AddToScheme(s))
 	return s
 }
 
@@ -73,11 +75,28 @@ func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	pods := &metav1.PartialObjectMetadata{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
 	byObject[pods] = cache.ByObject{Label: meshcontrolplane.InjectedPodsSelector}
+	// Every Secret's identity (not its labels or annotations, which kubectl's
+	// last-applied-configuration would fill with the Secret's data): a plugged CA's Secret
+	// and the one cert-manager issues into are unlabelled, and their changes must reconcile.
+	secrets := &metav1.PartialObjectMetadata{}
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	byObject[secrets] = cache.ByObject{Transform: identityOnly}
 	return cache.Options{
 		ByObject:         byObject,
 		DefaultTransform: cache.TransformStripManagedFields(),
 		SyncPeriod:       syncPeriod,
 	}
+}
+
+// identityOnly keeps only what identifies an object's metadata.
+func identityOnly(o any) (any, error) {
+	if m, ok := o.(*metav1.PartialObjectMetadata); ok {
+		m.ObjectMeta = metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID,
+			ResourceVersion: m.ResourceVersion, DeletionTimestamp: m.DeletionTimestamp,
+		}
+	}
+	return o, nil
 }
 
 // NewManager builds the manager with every controller registered.

@@ -253,8 +253,10 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 				WithSources(corev1ac.VolumeProjection().WithServiceAccountToken(
 					corev1ac.ServiceAccountTokenProjection().WithAudience("istio-ca").
 						WithExpirationSeconds(43200).WithPath("istio-token")))),
+			// A self-signed istiod still reads a "cacerts" Secret when one appears, as upstream's
+			// does; a plugged or issued CA must be there, or istiod would silently self-sign.
 			corev1ac.Volume().WithName("cacerts").WithSecret(corev1ac.SecretVolumeSource().
-				WithSecretName("cacerts").WithOptional(true)),
+				WithSecretName(cp.CA.SecretName).WithOptional(cp.CA.Mode == meshv1alpha1.CAModeSelfSigned)),
 			corev1ac.Volume().WithName("istio-kubeconfig").WithSecret(corev1ac.SecretVolumeSource().
 				WithSecretName("istio-kubeconfig").WithOptional(true)),
 		)
@@ -270,6 +272,14 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 		}
 	}
 
+	podAnnotations := map[string]string{
+		"prometheus.io/scrape": "true",
+		"prometheus.io/port":   "15014",
+	}
+	if cp.CA.Fingerprint != "" {
+		podAnnotations[AnnotationCAFingerprint] = cp.CA.Fingerprint
+	}
+
 	spec := appsv1ac.DeploymentSpec().
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(cp.istiodSelector())).
 		WithStrategy(appsv1ac.DeploymentStrategy().
@@ -279,10 +289,7 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 				WithMaxUnavailable(intstr.FromString("25%")))).
 		WithTemplate(corev1ac.PodTemplateSpec().
 			WithLabels(podLabels).
-			WithAnnotations(map[string]string{
-				"prometheus.io/scrape": "true",
-				"prometheus.io/port":   "15014",
-			}).
+			WithAnnotations(podAnnotations).
 			WithSpec(pod))
 	// With an autoscaler the HPA owns the replica count; setting it here would fight it.
 	spec.Replicas = cp.fixedReplicas()

@@ -43,6 +43,10 @@ type ControlPlane struct {
 	Revision string
 	// Gateways are the spec's gateways, resolved, in spec order.
 	Gateways []Gateway
+	// CA is the certificate authority istiod runs with. Resolve sets its mode and Secret;
+	// the reconciler adds the validated material's fingerprint (and, for cert-manager, the
+	// converted data) before rendering.
+	CA CA
 	// Webhook, when set, is where the operator serves sidecar injection; the revision's
 	// MutatingWebhookConfiguration is rendered only then.
 	Webhook *WebhookEndpoint
@@ -79,6 +83,7 @@ func Resolve(mcp *meshv1alpha1.MeshControlPlane) (*ControlPlane, error) {
 		cp.Namespace = "istio-system"
 	}
 	cp.resolveGateways()
+	cp.resolveCA()
 	return cp, nil
 }
 
@@ -120,6 +125,7 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 		meshConfigMap(cp, mesh),
 	}
 	objs = append(objs, rbac(cp)...)
+	objs = append(objs, securityObjects(cp)...)
 	objs = append(objs, istiodService(cp), istiodDeployment(cp))
 	if hpa := istiodHPA(cp); hpa != nil {
 		objs = append(objs, hpa)

@@ -191,8 +191,21 @@ func TestEveryObjectIsOwnedAndLabelled(t *testing.T) {
 			{Name: "ingress", Type: meshv1alpha1.GatewayTypeIngress, Namespace: "edge", Replicas: ptr.To[int32](2)},
 			{Name: "egress", Type: meshv1alpha1.GatewayTypeEgress},
 		}
+		s.Security = &meshv1alpha1.SecuritySpec{
+			MTLS: &meshv1alpha1.MTLSSpec{Mode: meshv1alpha1.MTLSModeStrict},
+			CertificateAuthority: &meshv1alpha1.CertificateAuthority{CertManager: &meshv1alpha1.CertManagerCA{
+				IssuerRef: meshv1alpha1.IssuerReference{Name: "ca"},
+			}},
+		}
 	})
-	_, objs := render(t, m)
+	cp, err := Resolve(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	cp.CA.Data = map[string][]byte{"ca-cert.pem": []byte("x")}
+	objs, err := Objects(cp)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ofKind(objs, "PeerAuthentication")).To(HaveLen(1))
+	g.Expect(ofKind(objs, CertificateKind)).To(HaveLen(1))
+	g.Expect(ofKind(objs, "Secret")).To(HaveLen(1))
 	for _, o := range objs {
 		raw, err := json.Marshal(o)
 		g.Expect(err).NotTo(HaveOccurred())

@@ -9,7 +9,14 @@ package istiod
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +31,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -35,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/cacerts"
 	"github.com/meshplane/meshplane/internal/devcluster"
 	"github.com/meshplane/meshplane/internal/testenv"
 )
@@ -82,16 +91,22 @@ type istiod struct {
 func startIstiod(namespace, name string) *istiod {
 	dir := GinkgoT().TempDir()
 
+	d := &appsv1.Deployment{}
+	Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: name}, d)).To(Succeed())
+	container := d.Spec.Template.Spec.Containers[0]
+	meshConfigMap := "istio" // a named revision reads istio-<revision>, as istiod does
+	for _, e := range container.Env {
+		if e.Name == "REVISION" && e.Value != "default" {
+			meshConfigMap = "istio-" + e.Value
+		}
+	}
 	cm := &corev1.ConfigMap{}
-	Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "istio"}, cm)).To(Succeed())
+	Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: meshConfigMap}, cm)).To(Succeed())
 	mesh := filepath.Join(dir, "mesh")
 	Expect(os.WriteFile(mesh, []byte(cm.Data["mesh"]), 0o600)).To(Succeed())
 	networks := filepath.Join(dir, "meshNetworks")
 	Expect(os.WriteFile(networks, []byte(cm.Data["meshNetworks"]), 0o600)).To(Succeed())
 
-	d := &appsv1.Deployment{}
-	Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: name}, d)).To(Succeed())
-	container := d.Spec.Template.Spec.Containers[0]
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	for _, e := range container.Env {
 		switch {
@@ -108,6 +123,25 @@ func startIstiod(namespace, name string) *istiod {
 			}
 		default:
 			env = append(env, e.Name+"="+e.Value)
+		}
+	}
+
+	// A plugged or issued CA: what the Deployment mounts at /etc/cacerts, istiod (in dir)
+	// reads from ./etc/cacerts, its default ROOT_CA_DIR.
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name != "cacerts" || v.Secret == nil {
+			continue
+		}
+		secret := &corev1.Secret{}
+		err := k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: v.Secret.SecretName}, secret)
+		if apierrors.IsNotFound(err) && ptr.Deref(v.Secret.Optional, false) {
+			continue
+		}
+		Expect(err).NotTo(HaveOccurred())
+		caDir := filepath.Join(dir, "etc", "cacerts")
+		Expect(os.MkdirAll(caDir, 0o700)).To(Succeed())
+		for k, data := range secret.Data {
+			Expect(os.WriteFile(filepath.Join(caDir, k), data, 0o600)).To(Succeed())
 		}
 	}
 
@@ -207,5 +241,76 @@ var _ = Describe("istiod with the operator's rendered configuration", func() {
 			g.Expect(root.Data["root-cert.pem"]).To(HavePrefix("-----BEGIN CERTIFICATE-----"))
 		}, timeout, poll).Should(Succeed())
 		Expect(i.log.String()).NotTo(ContainSubstring("is forbidden"), "istiod's rendered RBAC lacks a permission")
+	})
+})
+
+// testCA is a CA certificate and its key.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(cn string, serial int64, parent *testCA) *testCA {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"meshplane istiod suite"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	issuer, issuerKey := tmpl, key
+	if parent != nil {
+		issuer, issuerKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), issuerKey)
+	Expect(err).NotTo(HaveOccurred())
+	cert, err := x509.ParseCertificate(der)
+	Expect(err).NotTo(HaveOccurred())
+	return &testCA{cert: cert, key: key}
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// The certManager CA is not exercised here: this suite's cluster runs no cert-manager (the
+// e2e certmanager suite checks the issued material and istiod's Deployment instead).
+var _ = Describe("istiod with a plugged CA", func() {
+	It("signs with the plugged intermediate and publishes our root", func() {
+		const ns = "plugged-system"
+		root := newTestCA("meshplane plugged root", 1, nil)
+		inter := newTestCA("meshplane plugged intermediate", 2, root)
+		keyDER, err := x509.MarshalPKCS8PrivateKey(inter.key)
+		Expect(err).NotTo(HaveOccurred())
+		data := map[string][]byte{
+			cacerts.KeyCACert:    pemCert(inter.cert),
+			cacerts.KeyCAKey:     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+			cacerts.KeyCertChain: append(pemCert(inter.cert), pemCert(root.cert)...),
+			cacerts.KeyRootCert:  pemCert(root.cert),
+		}
+		Expect(k8s.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(k8s.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cacerts"}, Data: data})).To(Succeed())
+
+		m := &meshv1alpha1.MeshControlPlane{ObjectMeta: metav1.ObjectMeta{Name: "plugged"}}
+		m.Spec.Namespace = ns
+		m.Spec.Revision = "plugged" // beside the other spec's default revision
+		m.Spec.Security = &meshv1alpha1.SecuritySpec{CertificateAuthority: &meshv1alpha1.CertificateAuthority{
+			Plugged: &meshv1alpha1.PluggedCA{},
+		}}
+		Expect(k8s.Create(ctx(), m)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(m), m)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(m.Status.Conditions, meshv1alpha1.ConditionReady)).To(BeTrue())
+		}, timeout, poll).Should(Succeed())
+
+		i := startIstiod(ns, "istiod-plugged")
+		Eventually(i.ready, timeout, poll).Should(Succeed(), func() string { return i.log.String() })
+
+		By("publishing our root in istio-ca-root-cert")
+		Eventually(func(g Gomega) {
+			published := &corev1.ConfigMap{}
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "istio-ca-root-cert"}, published)).To(Succeed())
+			g.Expect(published.Data["root-cert.pem"]).To(Equal(string(pemCert(root.cert))))
+		}, timeout, poll).Should(Succeed(), func() string { return i.log.String() })
 	})
 })

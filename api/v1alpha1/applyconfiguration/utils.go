@@ -34,6 +34,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=mesh.meshplane.io, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("Autoscaling"):
 		return &apiv1alpha1.AutoscalingApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CertificateAuthority"):
+		return &apiv1alpha1.CertificateAuthorityApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CertificateAuthorityStatus"):
+		return &apiv1alpha1.CertificateAuthorityStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CertManagerCA"):
+		return &apiv1alpha1.CertManagerCAApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ComponentStatus"):
 		return &apiv1alpha1.ComponentStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GatewayPort"):
@@ -44,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.GatewaySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GatewayStatus"):
 		return &apiv1alpha1.GatewayStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("IssuerReference"):
+		return &apiv1alpha1.IssuerReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshConfig"):
 		return &apiv1alpha1.MeshConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshControlPlane"):
@@ -52,14 +60,20 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.MeshControlPlaneSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshControlPlaneStatus"):
 		return &apiv1alpha1.MeshControlPlaneStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("MTLSSpec"):
+		return &apiv1alpha1.MTLSSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("OutboundTrafficPolicy"):
 		return &apiv1alpha1.OutboundTrafficPolicyApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PilotSpec"):
 		return &apiv1alpha1.PilotSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PluggedCA"):
+		return &apiv1alpha1.PluggedCAApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ProxyConfig"):
 		return &apiv1alpha1.ProxyConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RevisionStatus"):
 		return &apiv1alpha1.RevisionStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("SecuritySpec"):
+		return &apiv1alpha1.SecuritySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SidecarInjectorSpec"):
 		return &apiv1alpha1.SidecarInjectorSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Tracing"):

@@ -53,6 +53,48 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: targetCPUUtilizationPercentage
       type:
         scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.CertManagerCA
+  map:
+    fields:
+    - name: duration
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+    - name: issuerRef
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.IssuerReference
+    - name: renewBefore
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+- name: com.github.meshplane.meshplane.api.v1alpha1.CertificateAuthority
+  map:
+    fields:
+    - name: certManager
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CertManagerCA
+    - name: plugged
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.PluggedCA
+    - name: selfSigned
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.SelfSignedCA
+- name: com.github.meshplane.meshplane.api.v1alpha1.CertificateAuthorityStatus
+  map:
+    fields:
+    - name: mode
+      type:
+        scalar: string
+    - name: notAfter
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: rootFingerprint
+      type:
+        scalar: string
+    - name: rootSubject
+      type:
+        scalar: string
+    - name: secretName
+      type:
+        scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.ComponentStatus
   map:
     fields:
@@ -183,8 +225,32 @@ var schemaYAML = typed.YAMLObject(`types:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
 - name: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.IssuerKind
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.IssuerReference
+  map:
+    fields:
+    - name: group
+      type:
+        scalar: string
+      default: cert-manager.io
+    - name: kind
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.IssuerKind
+      default: Issuer
+    - name: name
+      type:
+        scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.LabelValue
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.MTLSMode
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.MTLSSpec
+  map:
+    fields:
+    - name: mode
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.MTLSMode
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshConfig
   map:
     fields:
@@ -257,6 +323,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: revision
       type:
         scalar: string
+    - name: security
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.SecuritySpec
     - name: sidecarInjector
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
@@ -267,6 +336,9 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneStatus
   map:
     fields:
+    - name: certificateAuthority
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CertificateAuthorityStatus
     - name: components
       type:
         list:
@@ -344,6 +416,13 @@ var schemaYAML = typed.YAMLObject(`types:
           elementType:
             namedType: io.k8s.api.core.v1.Toleration
           elementRelationship: atomic
+- name: com.github.meshplane.meshplane.api.v1alpha1.PluggedCA
+  map:
+    fields:
+    - name: secretName
+      type:
+        scalar: string
+      default: cacerts
 - name: com.github.meshplane.meshplane.api.v1alpha1.Profile
   scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.ProxyConfig
@@ -379,6 +458,27 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: version
       type:
         scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.SecuritySpec
+  map:
+    fields:
+    - name: certificateAuthority
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CertificateAuthority
+    - name: mtls
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.MTLSSpec
+- name: com.github.meshplane.meshplane.api.v1alpha1.SelfSignedCA
+  map:
+    elementType:
+      scalar: untyped
+      list:
+        elementType:
+          namedType: __untyped_atomic_
+        elementRelationship: atomic
+      map:
+        elementType:
+          namedType: __untyped_deduced_
+        elementRelationship: separable
 - name: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
   map:
     fields:

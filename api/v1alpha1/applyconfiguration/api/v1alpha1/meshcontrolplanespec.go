@@ -54,6 +54,9 @@ type MeshControlPlaneSpecApplyConfiguration struct {
 	// (<hub>/proxyv2:<version>) that Istio Gateway resources select with the labels
 	// app=<name> and istio=<name without an "istio-" prefix>. Each may live in any namespace.
 	Gateways []GatewaySpecApplyConfiguration `json:"gateways,omitempty"`
+	// security sets mesh-wide mutual TLS and the certificate authority istiod signs workload
+	// certificates with.
+	Security *SecuritySpecApplyConfiguration `json:"security,omitempty"`
 }
 
 // MeshControlPlaneSpecApplyConfiguration constructs a declarative configuration of the MeshControlPlaneSpec type for use with
@@ -136,5 +139,13 @@ func (b *MeshControlPlaneSpecApplyConfiguration) WithGateways(values ...*Gateway
 		}
 		b.Gateways = append(b.Gateways, *values[i])
 	}
+	return b
+}
+
+// WithSecurity sets the Security field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Security field is set to the value of the last call.
+func (b *MeshControlPlaneSpecApplyConfiguration) WithSecurity(value *SecuritySpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
+	b.Security = value
 	return b
 }

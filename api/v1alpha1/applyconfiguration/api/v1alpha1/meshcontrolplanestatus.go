@@ -37,6 +37,9 @@ type MeshControlPlaneStatusApplyConfiguration struct {
 	Gateways []GatewayStatusApplyConfiguration `json:"gateways,omitempty"`
 	// revisions lists the control plane revisions in use.
 	Revisions []RevisionStatusApplyConfiguration `json:"revisions,omitempty"`
+	// certificateAuthority describes the CA istiod runs with (for plugged and certManager,
+	// the last valid material; never key material).
+	CertificateAuthority *CertificateAuthorityStatusApplyConfiguration `json:"certificateAuthority,omitempty"`
 }
 
 // MeshControlPlaneStatusApplyConfiguration constructs a declarative configuration of the MeshControlPlaneStatus type for use with
@@ -102,5 +105,13 @@ func (b *MeshControlPlaneStatusApplyConfiguration) WithRevisions(values ...*Revi
 		}
 		b.Revisions = append(b.Revisions, *values[i])
 	}
+	return b
+}
+
+// WithCertificateAuthority sets the CertificateAuthority field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CertificateAuthority field is set to the value of the last call.
+func (b *MeshControlPlaneStatusApplyConfiguration) WithCertificateAuthority(value *CertificateAuthorityStatusApplyConfiguration) *MeshControlPlaneStatusApplyConfiguration {
+	b.CertificateAuthority = value
 	return b
 }
