@@ -16,6 +16,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -101,7 +102,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.ownedKinds = append(r.ownedKinds, gvk)
 	}
 	// cert-manager's Certificate has no Go type here and may not be installed: it is pruned
-	// (when installed) but not watched; the Secret cert-manager issues into is.
+	// when installed, and watched (metadata only) below when its API exists at start.
 	r.ownedKinds = append(r.ownedKinds, CertificateGVK)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("meshcontrolplane").
@@ -123,6 +124,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// cert-manager's, unlabelled: they are read from the API server when reconciling, and
 	// watched through a metadata-only informer, so a fix or a re-issue reconciles.
 	b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.controlPlanesOfSecret))
+	// When cert-manager is installed, its progress on our Certificates (an issuer appearing,
+	// an issuance failing or succeeding) reconciles too: every status change is a new
+	// resourceVersion, which a metadata-only watch sees.
+	if _, err := mgr.GetRESTMapper().RESTMapping(CertificateGVK.GroupKind(), CertificateGVK.Version); err == nil {
+		cert := &metav1.PartialObjectMetadata{}
+		cert.SetGroupVersionKind(CertificateGVK)
+		b = b.WatchesMetadata(cert, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
+			&meshv1alpha1.MeshControlPlane{}, handler.OnlyControllerOwner()))
+	}
 	if r.CABundleChanged != nil {
 		b = b.WatchesRawSource(source.Channel(r.CABundleChanged, handler.EnqueueRequestsFromMapFunc(r.allControlPlanes)))
 	}

@@ -215,8 +215,10 @@ var _ = Describe("Mesh security", func() {
 			}}
 		})
 		Expect(k8s.Create(ctx(), m)).To(Succeed())
-		DeferCleanup(deleteMCP, m.Name)
+		// Cleanups run last-registered first: the MeshControlPlane must go before its
+		// namespace, or the operator recreates the namespace it still needs.
 		DeferCleanup(deleteNamespaces, "plugged-missing-system")
+		DeferCleanup(deleteMCP, m.Name)
 		Eventually(func(g Gomega) {
 			c := meta.FindStatusCondition(getMCP(g, m.Name).Status.Conditions, meshv1alpha1.ConditionReconciled)
 			g.Expect(c).NotTo(BeNil())

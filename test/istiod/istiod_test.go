@@ -82,6 +82,8 @@ type istiod struct {
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	httpURL string
+	// httpsURL serves istiod's webhooks (/validate), port 15017 in a cluster.
+	httpsURL string
 }
 
 // startIstiod runs pilot-discovery configured from what the operator rendered for the
@@ -176,7 +178,7 @@ func startIstiod(namespace, name string) *istiod {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	Expect(cmd.Start()).To(Succeed())
-	i := &istiod{cmd: cmd, log: out, httpURL: "http://" + addr("http")}
+	i := &istiod{cmd: cmd, log: out, httpURL: "http://" + addr("http"), httpsURL: "https://" + addr("https")}
 	DeferCleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
