@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -471,11 +470,7 @@ func gatewayDeployment(cp *ControlPlane, gw *Gateway) (*appsv1ac.DeploymentApply
 
 	spec := appsv1ac.DeploymentSpec().
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(gw.selector())).
-		WithStrategy(appsv1ac.DeploymentStrategy().
-			WithType(appsv1.RollingUpdateDeploymentStrategyType).
-			WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
-				WithMaxSurge(intstr.FromString("100%")).
-				WithMaxUnavailable(intstr.FromString("25%")))).
+		WithStrategy(surgeStrategy()).
 		WithTemplate(corev1ac.PodTemplateSpec().
 			WithLabels(withUserLabels(podLabels, gw.spec.Labels)).
 			WithAnnotations(podAnnotations).

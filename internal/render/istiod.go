@@ -282,11 +282,7 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 
 	spec := appsv1ac.DeploymentSpec().
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(cp.istiodSelector())).
-		WithStrategy(appsv1ac.DeploymentStrategy().
-			WithType(appsv1.RollingUpdateDeploymentStrategyType).
-			WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
-				WithMaxSurge(intstr.FromString("100%")).
-				WithMaxUnavailable(intstr.FromString("25%")))).
+		WithStrategy(surgeStrategy()).
 		WithTemplate(corev1ac.PodTemplateSpec().
 			WithLabels(podLabels).
 			WithAnnotations(podAnnotations).
@@ -299,6 +295,16 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 		WithLabels(map[string]string{"app": "istiod", "istio": "pilot"}).
 		WithOwnerReferences(cp.ownerReference()).
 		WithSpec(spec)
+}
+
+// surgeStrategy rolls istiod and gateways as upstream does: new pods first (up to double),
+// at most a quarter of the old ones unavailable.
+func surgeStrategy() *appsv1ac.DeploymentStrategyApplyConfiguration {
+	return appsv1ac.DeploymentStrategy().
+		WithType(appsv1.RollingUpdateDeploymentStrategyType).
+		WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
+			WithMaxSurge(intstr.FromString("100%")).
+			WithMaxUnavailable(intstr.FromString("25%")))
 }
 
 func containerPort(name string, port int32) *corev1ac.ContainerPortApplyConfiguration {
