@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"istio.io/api/annotation"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -172,14 +171,14 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	// Injected pods are counted from a metadata-only cache of the pods carrying the
 	// sidecar's tlsMode label; no pod specs are held. The injector records the revision in
 	// the istio.io/rev annotation (as upstream's does, leaving a revision-tag label alone).
+	// An index on the revision keeps this proportional to the revision's pods, not all.
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods); err != nil {
+	if err := r.Client.List(ctx, pods, client.MatchingFields{podRevisionIndex: s.cp.RevisionLabel()}); err != nil {
 		return fmt.Errorf("counting injected pods: %w", err)
 	}
 	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp == nil && p.Annotations[annotation.IoIstioRev.Name] == s.cp.RevisionLabel() {
+		if pods.Items[i].DeletionTimestamp == nil {
 			s.facts.injectedPods++
 		}
 	}

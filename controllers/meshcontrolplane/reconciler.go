@@ -59,6 +59,9 @@ var OwnedTypes = []client.Object{
 	&securityv1.PeerAuthentication{},
 }
 
+// podRevisionIndex indexes the cached injected pods by their istio.io/rev annotation.
+const podRevisionIndex = "metadata.annotations.istio.io/rev"
+
 // InjectedPodsSelector selects the pods that run a sidecar; the operator caches only their
 // metadata, to count them per revision.
 var InjectedPodsSelector = labels.SelectorFromSet(labels.Set{label.SecurityTlsMode.Name: "istio"})
@@ -94,6 +97,16 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 // SetupWithManager registers the controller: it watches MeshControlPlanes and every kind of
 // object they own, so drift and readiness changes of children reconcile their owner.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	pod := &metav1.PartialObjectMetadata{}
+	pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), pod, podRevisionIndex, func(o client.Object) []string {
+		if rev, ok := o.GetAnnotations()[annotation.IoIstioRev.Name]; ok {
+			return []string{rev}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing injected pods by revision: %w", err)
+	}
 	for _, t := range OwnedTypes {
 		gvk, err := mgr.GetClient().GroupVersionKindFor(t)
 		if err != nil {

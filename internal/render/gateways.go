@@ -458,15 +458,7 @@ func gatewayDeployment(cp *ControlPlane, gw *Gateway) (*appsv1ac.DeploymentApply
 			corev1ac.Volume().WithName("config-volume").WithConfigMap(corev1ac.ConfigMapVolumeSource().
 				WithName(gw.meshConfigMapName()).WithOptional(true)),
 		)
-	if s := gw.spec; len(s.NodeSelector) > 0 {
-		pod.WithNodeSelector(s.NodeSelector)
-	}
-	for i := range gw.spec.Tolerations {
-		pod.WithTolerations(convert[corev1ac.TolerationApplyConfiguration](&gw.spec.Tolerations[i]))
-	}
-	if gw.spec.Affinity != nil {
-		pod.WithAffinity(convert[corev1ac.AffinityApplyConfiguration](gw.spec.Affinity))
-	}
+	schedule(pod, gw.spec.NodeSelector, gw.spec.Tolerations, gw.spec.Affinity)
 
 	spec := appsv1ac.DeploymentSpec().
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(gw.selector())).

@@ -261,15 +261,7 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 				WithSecretName("istio-kubeconfig").WithOptional(true)),
 		)
 	if p := cp.Owner.Spec.Pilot; p != nil {
-		if len(p.NodeSelector) > 0 {
-			pod.WithNodeSelector(p.NodeSelector)
-		}
-		for i := range p.Tolerations {
-			pod.WithTolerations(convert[corev1ac.TolerationApplyConfiguration](&p.Tolerations[i]))
-		}
-		if p.Affinity != nil {
-			pod.WithAffinity(convert[corev1ac.AffinityApplyConfiguration](p.Affinity))
-		}
+		schedule(pod, p.NodeSelector, p.Tolerations, p.Affinity)
 	}
 
 	podAnnotations := map[string]string{
@@ -295,6 +287,20 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 		WithLabels(map[string]string{"app": "istiod", "istio": "pilot"}).
 		WithOwnerReferences(cp.ownerReference()).
 		WithSpec(spec)
+}
+
+// schedule adds the user's scheduling constraints to a pod spec.
+func schedule(pod *corev1ac.PodSpecApplyConfiguration, nodeSelector map[string]string,
+	tolerations []corev1.Toleration, affinity *corev1.Affinity) {
+	if len(nodeSelector) > 0 {
+		pod.WithNodeSelector(nodeSelector)
+	}
+	for i := range tolerations {
+		pod.WithTolerations(convert[corev1ac.TolerationApplyConfiguration](&tolerations[i]))
+	}
+	if affinity != nil {
+		pod.WithAffinity(convert[corev1ac.AffinityApplyConfiguration](affinity))
+	}
 }
 
 // surgeStrategy rolls istiod and gateways as upstream does: new pods first (up to double),
