@@ -71,7 +71,7 @@ var _ = BeforeSuite(func(sctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	_, err = os.Stat(filepath.Join(assets, "pilot-discovery"))
 	Expect(err).NotTo(HaveOccurred(), "pilot-discovery is missing: run make testbin-istio")
-	cluster, err = devcluster.Start(sctx, devcluster.Options{})
+	cluster, err = devcluster.Start(sctx, devcluster.Options{CertManager: true})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cluster.Stop)
 	k8s = cluster.Admin
@@ -275,8 +275,6 @@ func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
-// The certManager CA is not exercised here: this suite's cluster runs no cert-manager (the
-// e2e certmanager suite checks the issued material and istiod's Deployment instead).
 var _ = Describe("istiod with a plugged CA", func() {
 	It("signs with the plugged intermediate and publishes our root", func() {
 		const ns = "plugged-system"
