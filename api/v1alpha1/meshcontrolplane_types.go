@@ -559,6 +559,11 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionStalled is True when the operator cannot proceed without a change by the user.
 	ConditionStalled = "Stalled"
+	// ConditionCAWarning is True when the plugged or cert-manager CA material istiod uses is
+	// valid but needs attention: a certificate in the last sixth of its lifetime (at most 30
+	// days before it expires), or a ca-cert.pem holding more than the signing certificate. It
+	// is absent with istiod's self-signed CA, which istiod renews itself.
+	ConditionCAWarning = "CertificateAuthorityWarning"
 )
 
 // Condition reasons.
@@ -580,6 +585,9 @@ const (
 	ReasonIssuerNotFound = "IssuerNotFound"
 	// ReasonCertificateNotReady: cert-manager has not issued istiod's CA certificate yet.
 	ReasonCertificateNotReady = "CertificateNotReady"
+	// ReasonNeedsAttention and ReasonNoWarnings are the reasons of CertificateAuthorityWarning.
+	ReasonNeedsAttention = "NeedsAttention"
+	ReasonNoWarnings     = "NoWarnings"
 )
 
 // CA modes reported in status.certificateAuthority.mode.

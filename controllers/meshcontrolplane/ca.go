@@ -34,6 +34,10 @@ type caFacts struct {
 	hold bool
 	// status describes the valid material istiod is configured with, when there is some.
 	status *meshv1alpha1.CertificateAuthorityStatus
+	// warnings are Validate's about valid material (nil with the self-signed CA, whose
+	// condition is then removed); nextWarning is when a new one may start, if ever.
+	warnings    []string
+	nextWarning time.Time
 }
 
 func (f *caFacts) problem(reason, format string, args ...any) {
@@ -101,11 +105,18 @@ func (r *Reconciler) certificateAuthority(ctx context.Context, s *scope) error {
 // fingerprint annotation and the status, invalid material holds istiod back.
 func (r *Reconciler) useCA(s *scope, key client.ObjectKey, data map[string][]byte) bool {
 	f := &s.facts.ca
-	if _, err := cacerts.Validate(data, time.Now()); err != nil {
+	now := time.Now()
+	warnings, err := cacerts.Validate(data, now)
+	if err != nil {
 		f.hold = true
 		f.problem(meshv1alpha1.ReasonInvalidCA, "the CA in Secret %s cannot be used: %s", key, strings.TrimPrefix(err.Error(), "cacerts: "))
 		return false
 	}
+	f.warnings = make([]string, 0, len(warnings))
+	for _, w := range warnings {
+		f.warnings = append(f.warnings, fmt.Sprintf("Secret %s: %s", key, w))
+	}
+	f.nextWarning, _ = cacerts.NextWarning(data, now)
 	s.cp.CA.Fingerprint = cacerts.Fingerprint(data)
 	st := &meshv1alpha1.CertificateAuthorityStatus{Mode: s.cp.CA.Mode, SecretName: s.cp.CA.SecretName}
 	if sum, err := cacerts.Summarize(data); err == nil {

@@ -247,7 +247,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// Nothing changes until the spec does; the generation change will reconcile again.
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
-	return ctrl.Result{}, err
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: s.facts.requeueAfter(time.Now())}, nil
 }
 
 // patchStatus computes the status from the facts and writes it, only when it changed.

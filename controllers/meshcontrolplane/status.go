@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -40,6 +41,16 @@ type gatewayFacts struct {
 	// address is the load balancer's ingress point or the cluster IP ("" while a load
 	// balancer is pending, which does not make the gateway unready).
 	address string
+}
+
+// requeueAfter is the time-based wait after a clean pass: until the CA material enters its
+// expiry warning (nothing else would wake the operator then), or zero.
+func (f *facts) requeueAfter(now time.Time) time.Duration {
+	if f.ca.nextWarning.IsZero() {
+		return 0
+	}
+	// A second late rather than early: Validate warns from the instant on.
+	return max(f.ca.nextWarning.Sub(now), 0) + time.Second
 }
 
 // computeStatus sets status from facts. Messages are deterministic (sorted, no timestamps or
@@ -141,6 +152,15 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 		// Otherwise keep the last valid material's: istiod still runs with it.
 		st.CertificateAuthority = f.ca.status
 	}
+	switch {
+	case f.ca.status != nil && f.ca.status.Mode == meshv1alpha1.CAModeSelfSigned, f.ca.reason != "":
+		// istiod's own CA needs no attention; unusable material is reported in Reconciled.
+		meta.RemoveStatusCondition(&st.Conditions, meshv1alpha1.ConditionCAWarning)
+	case len(f.ca.warnings) > 0:
+		set(meshv1alpha1.ConditionCAWarning, metav1.ConditionTrue, meshv1alpha1.ReasonNeedsAttention, strings.Join(f.ca.warnings, "; "))
+	case f.ca.warnings != nil:
+		set(meshv1alpha1.ConditionCAWarning, metav1.ConditionFalse, meshv1alpha1.ReasonNoWarnings, "The CA material needs no attention")
+	}
 	if healthy {
 		st.ObservedGeneration = generation
 	}
@@ -179,6 +199,9 @@ func transitionEvents(before, after []metav1.Condition) []transition {
 	}
 	if c, ok := changed(meshv1alpha1.ConditionProgressing); ok && c.Status == metav1.ConditionTrue {
 		out = append(out, transition{corev1.EventTypeNormal, c.Reason, "Rollout", c.Message})
+	}
+	if c, ok := changed(meshv1alpha1.ConditionCAWarning); ok && c.Status == metav1.ConditionTrue {
+		out = append(out, transition{corev1.EventTypeWarning, "CertificateAuthorityWarning", "Reconcile", c.Message})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package meshcontrolplane
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -234,4 +235,38 @@ func TestTransitionEvents(t *testing.T) {
 	g.Expect(reasons(transitionEvents(ready, ready))).To(BeEmpty())
 	g.Expect(reasons(transitionEvents(ready, conflict))).To(Equal([]string{"Warning/NotReady", "Warning/ResourceConflict"}))
 	g.Expect(reasons(transitionEvents(conflict, conflict))).To(BeEmpty())
+}
+
+func TestCAWarningCondition(t *testing.T) {
+	g := NewWithT(t)
+	ready := componentFacts{name: "istiod", namespace: "istio-system", component: "Pilot", exists: true, ready: true, replicas: 1, readyReplicas: 1}
+	plugged := &meshv1alpha1.CertificateAuthorityStatus{Mode: meshv1alpha1.CAModePlugged, SecretName: "cacerts"}
+	st := meshv1alpha1.MeshControlPlaneStatus{}
+
+	computeStatus(&st, 1, facts{components: []componentFacts{ready}, ca: caFacts{status: plugged, warnings: []string{}}})
+	g.Expect(conditions(st)).To(HaveKeyWithValue(meshv1alpha1.ConditionCAWarning, "False/NoWarnings"))
+	g.Expect(conditions(st)).To(HaveKeyWithValue("Ready", "True/Available"), "a warning is not a fault")
+
+	before := append([]metav1.Condition(nil), st.Conditions...)
+	computeStatus(&st, 1, facts{components: []componentFacts{ready}, ca: caFacts{status: plugged, warnings: []string{"Secret istio-system/cacerts: ca-cert.pem expires soon"}}})
+	g.Expect(conditions(st)).To(HaveKeyWithValue(meshv1alpha1.ConditionCAWarning, "True/NeedsAttention"))
+	g.Expect(conditions(st)).To(HaveKeyWithValue("Ready", "True/Available"))
+	g.Expect(transitionEvents(before, st.Conditions)).To(ContainElement(transition{
+		corev1.EventTypeWarning, "CertificateAuthorityWarning", "Reconcile", "Secret istio-system/cacerts: ca-cert.pem expires soon"}))
+
+	computeStatus(&st, 1, facts{components: []componentFacts{ready}, ca: caFacts{reason: meshv1alpha1.ReasonInvalidCA, message: "expired", hold: true}})
+	g.Expect(conditions(st)).NotTo(HaveKey(meshv1alpha1.ConditionCAWarning), "unusable material is reported in Reconciled")
+
+	computeStatus(&st, 1, facts{components: []componentFacts{ready}, ca: caFacts{status: plugged, warnings: []string{}}})
+	computeStatus(&st, 1, facts{components: []componentFacts{ready}, ca: caFacts{status: &meshv1alpha1.CertificateAuthorityStatus{Mode: meshv1alpha1.CAModeSelfSigned}}})
+	g.Expect(conditions(st)).NotTo(HaveKey(meshv1alpha1.ConditionCAWarning), "istiod's own CA needs no warning")
+}
+
+func TestRequeueForCAWarning(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	g.Expect((&facts{}).requeueAfter(now)).To(BeZero(), "no time-based wait without CA material to watch")
+	f := &facts{ca: caFacts{nextWarning: now.Add(time.Hour)}}
+	g.Expect(f.requeueAfter(now)).To(Equal(time.Hour + time.Second))
+	g.Expect(f.requeueAfter(now.Add(2*time.Hour))).To(Equal(time.Second), "never a negative wait")
 }

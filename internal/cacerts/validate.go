@@ -28,8 +28,29 @@ const (
 	KeyCertChain = "cert-chain.pem"
 )
 
-// ExpiryWarning is how long before a certificate expires Validate starts warning about it.
-const ExpiryWarning = 30 * 24 * time.Hour
+// maxExpiryWarning bounds how long before a certificate expires Validate warns about it.
+const maxExpiryWarning = 30 * 24 * time.Hour
+
+// warnFrom is when Validate starts warning that c expires: a sixth of its lifetime before
+// the end, at most 30 days before. A plugged CA, which nobody renews automatically, is
+// flagged a month ahead; a cert-manager CA (renewed a third of its lifetime before the end,
+// by default) only once renewal has been failing for a while.
+func warnFrom(c *x509.Certificate) time.Time {
+	return c.NotAfter.Add(-min(c.NotAfter.Sub(c.NotBefore)/6, maxExpiryWarning))
+}
+
+// NextWarning returns the earliest time after now at which Validate would start warning
+// that a certificate of data expires, so a controller can look again then. ok is false
+// when no such time is ahead.
+func NextWarning(data map[string][]byte, now time.Time) (at time.Time, ok bool) {
+	v := &validation{now: now}
+	for _, c := range v.parse(data).labelled() {
+		if w := warnFrom(c.Certificate); w.After(now) && (!ok || w.Before(at)) {
+			at, ok = w, true
+		}
+	}
+	return at, ok
+}
 
 // InvalidError lists why CA material cannot be used, in a stable order. Problems name the
 // Secret key and what is wrong with it; they never contain key material.
@@ -53,7 +74,7 @@ func (e *InvalidError) Error() string {
 // certificates, cert-chain.pem leading in order from ca-cert.pem to a self-signed root of
 // root-cert.pem, and every certificate valid at now. Problems come back as an
 // *InvalidError. Warnings are about material istiod can use today but that needs attention
-// soon, such as a certificate expiring within ExpiryWarning. Messages depend only on the
+// soon, such as a certificate near its expiry (see warnFrom). Messages depend only on the
 // data and on where now falls among the certificates' validity bounds (never on now
 // itself), so a status built from them does not change from one reconcile to the next.
 func Validate(data map[string][]byte, now time.Time) (warnings []string, err error) {
@@ -191,8 +212,8 @@ func (v *validation) checkValidity(m *material) {
 			v.problem("%s is not valid before %s", c.label, formatTime(c.NotBefore))
 		case v.now.After(c.NotAfter):
 			v.problem("%s expired at %s", c.label, formatTime(c.NotAfter))
-		case c.NotAfter.Sub(v.now) < ExpiryWarning:
-			v.warn("%s expires at %s, in less than %d days", c.label, formatTime(c.NotAfter), ExpiryWarning/(24*time.Hour))
+		case !v.now.Before(warnFrom(c.Certificate)):
+			v.warn("%s expires soon, at %s; renew it before then", c.label, formatTime(c.NotAfter))
 		}
 	}
 }

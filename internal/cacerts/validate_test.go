@@ -100,13 +100,31 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
-			name: "ca-cert.pem expiring soon warns",
+			name: "a long-lived ca-cert.pem warns 30 days before it expires",
+			data: func(t *testing.T) map[string][]byte {
+				root := newCA(t, ecdsaP256, "Root CA", nil)
+				inter := newCA(t, ecdsaP256, "Intermediate CA", root, validFor(-340*day, 20*day))
+				return plugged(t, inter, certs(inter, root), root)
+			},
+			warnings: []string{"ca-cert.pem expires soon, at 2030-01-21T12:00:00Z; renew it before then"},
+		},
+		{
+			// cert-manager renews a third of the lifetime ahead: 20 of 21 days left is normal.
+			name: "a short-lived ca-cert.pem warns only in the last sixth of its lifetime",
 			data: func(t *testing.T) map[string][]byte {
 				root := newCA(t, ecdsaP256, "Root CA", nil)
 				inter := newCA(t, ecdsaP256, "Intermediate CA", root, validFor(-day, 20*day))
 				return plugged(t, inter, certs(inter, root), root)
 			},
-			warnings: []string{"ca-cert.pem expires at 2030-01-21T12:00:00Z, in less than 30 days"},
+		},
+		{
+			name: "a short-lived ca-cert.pem in the last sixth of its lifetime warns",
+			data: func(t *testing.T) map[string][]byte {
+				root := newCA(t, ecdsaP256, "Root CA", nil)
+				inter := newCA(t, ecdsaP256, "Intermediate CA", root, validFor(-20*day, 3*day))
+				return plugged(t, inter, certs(inter, root), root)
+			},
+			warnings: []string{"ca-cert.pem expires soon, at 2030-01-04T12:00:00Z; renew it before then"},
 		},
 		{
 			name: "ca-cert.pem holding the whole chain warns",
@@ -496,4 +514,27 @@ func TestInvalidErrorBoundsItsMessage(t *testing.T) {
 	_, err := Validate(with(data, KeyCertChain, chain), now)
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(HaveSuffix("; and 10 more"))
+}
+
+func TestNextWarning(t *testing.T) {
+	g := NewWithT(t)
+	root := newCA(t, ecdsaP256, "Root CA", nil, validFor(-day, 3650*day))
+	inter := newCA(t, ecdsaP256, "Intermediate CA", root, validFor(-day, 59*day)) // 60 days: warn 10 days ahead
+	data := plugged(t, inter, certs(inter, root), root)
+
+	at, ok := NextWarning(data, now)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(at).To(Equal(now.Add(49 * day)))
+	warnings, err := Validate(data, at.Add(-time.Second))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(warnings).To(BeEmpty(), "no warning before the time NextWarning names")
+	warnings, err = Validate(data, at)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(warnings).To(HaveLen(1), "a warning from the time NextWarning names")
+
+	at, ok = NextWarning(data, now.Add(50*day))
+	g.Expect(ok).To(BeTrue())
+	g.Expect(at).To(Equal(now.Add(3620*day)), "next, the root's warning")
+	_, ok = NextWarning(data, now.Add(3700*day))
+	g.Expect(ok).To(BeFalse())
 }

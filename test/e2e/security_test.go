@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,12 +38,16 @@ var caSerial int64
 
 // newTestCA issues a CA certificate valid for a year; parent nil makes it self-signed.
 func newTestCA(cn string, parent *testCA) *testCA {
+	return newTestCAValid(cn, parent, time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+}
+
+func newTestCAValid(cn string, parent *testCA, notBefore, notAfter time.Time) *testCA {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
 	caSerial++
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(caSerial), Subject: pkix.Name{CommonName: cn, Organization: []string{"meshplane e2e"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
 	issuer, issuerKey := tmpl, key
@@ -206,6 +212,54 @@ var _ = Describe("Mesh security", func() {
 		Expect(d.Spec.Template.Annotations).To(HaveKeyWithValue(render.AnnotationCAFingerprint, cacerts.Fingerprint(second)))
 		Expect(cacerts.Fingerprint(second)).NotTo(Equal(cacerts.Fingerprint(first)))
 		Expect(meta.IsStatusConditionTrue(m.Status.Conditions, meshv1alpha1.ConditionReconciled)).To(BeTrue())
+	})
+
+	It("warns, on time, when the plugged CA nears its expiry", func() {
+		const ns = "expiring-system"
+		// 80 s of lifetime, 30 s left: the warning starts a sixth of the lifetime (13 s)
+		// before the end, about 17 s from now. Nothing in the cluster changes then: the
+		// operator's time-based requeue (unit-tested in TestRequeueForCAWarning) wakes it, or
+		// here this suite's 10 s informer resync.
+		now := time.Now()
+		root := newTestCA("Root CA", nil)
+		inter := newTestCAValid("Short-lived intermediate", root, now.Add(-50*time.Second), now.Add(30*time.Second))
+		Expect(k8s.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		DeferCleanup(deleteNamespaces, ns)
+		Expect(k8s.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cacerts"}, Data: pluggedData(root, inter)})).To(Succeed())
+		m := newMCP("expiring", ns, func(s *meshv1alpha1.MeshControlPlaneSpec) {
+			s.Security = &meshv1alpha1.SecuritySpec{CertificateAuthority: &meshv1alpha1.CertificateAuthority{Plugged: &meshv1alpha1.PluggedCA{}}}
+		})
+		Expect(k8s.Create(ctx(), m)).To(Succeed())
+		DeferCleanup(deleteMCP, m.Name)
+
+		warning := func(g Gomega) *metav1.Condition {
+			c := meta.FindStatusCondition(getMCP(g, m.Name).Status.Conditions, meshv1alpha1.ConditionCAWarning)
+			g.Expect(c).NotTo(BeNil())
+			return c
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(warning(g).Reason).To(Equal(meshv1alpha1.ReasonNoWarnings))
+		}, 15*time.Second, poll).Should(Succeed())
+		want := fmt.Sprintf("Secret %s/cacerts: ca-cert.pem expires soon, at %s; renew it before then", ns, inter.cert.NotAfter.UTC().Format(time.RFC3339))
+		Eventually(func(g Gomega) {
+			c := warning(g)
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(c.Reason).To(Equal(meshv1alpha1.ReasonNeedsAttention))
+			g.Expect(c.Message).To(Equal(want))
+		}, 30*time.Second, poll).Should(Succeed())
+		Expect(time.Now()).To(BeTemporally(">=", inter.cert.NotAfter.Add(-14*time.Second)), "warned too early")
+		Eventually(func(g Gomega) {
+			events := &eventsv1.EventList{}
+			g.Expect(k8s.List(ctx(), events)).To(Succeed())
+			var notes []string
+			for _, e := range events.Items {
+				if e.Regarding.Kind == "MeshControlPlane" && e.Regarding.Name == m.Name &&
+					e.Reason == "CertificateAuthorityWarning" && e.Type == corev1.EventTypeWarning {
+					notes = append(notes, e.Note)
+				}
+			}
+			g.Expect(notes).To(ContainElement(want))
+		}, readyTimeout, poll).Should(Succeed())
 	})
 
 	It("reports a plugged CA Secret that does not exist", func() {
