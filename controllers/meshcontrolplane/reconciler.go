@@ -9,6 +9,7 @@ import (
 	"istio.io/api/annotation"
 	"istio.io/api/label"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -57,6 +58,7 @@ var OwnedTypes = []client.Object{
 	&admissionregistrationv1.MutatingWebhookConfiguration{},
 	&corev1.Secret{},
 	&securityv1.PeerAuthentication{},
+	&telemetryv1.Telemetry{},
 }
 
 // podRevisionIndex indexes the cached injected pods by their istio.io/rev annotation.

@@ -82,6 +82,13 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 				{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayTypeIngress},
 				{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayTypeEgress, Namespace: "cp1-egress"},
 			}
+			// A mesh-wide Telemetry (Istio's type, with protobuf wrappers: a bool and a
+			// fractional double).
+			s.Telemetry = &meshv1alpha1.TelemetrySpec{
+				AccessLogging: &meshv1alpha1.AccessLogging{Enabled: ptr.To(false), Encoding: "JSON"},
+				Tracing: &meshv1alpha1.TelemetryTracing{SamplingPercentage: "0.05", OpenTelemetry: &meshv1alpha1.TracingCollector{
+					Service: "otel-collector.observability.svc.cluster.local", Port: 4317}},
+			}
 		},
 		"cp2": func(s *meshv1alpha1.MeshControlPlaneSpec) {
 			s.Revision = "canary"
@@ -169,6 +176,7 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 				g.Expect(kinds).To(HaveKey("PeerAuthentication"))
 				g.Expect(kinds).To(HaveKey("Certificate"))
 				g.Expect(kinds).To(HaveKey("Secret"))
+				g.Expect(kinds).To(HaveKey("Telemetry"))
 			}
 			for _, o := range objs {
 				changed, err := a.Apply(ctx, m, o)

@@ -264,9 +264,10 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 		schedule(pod, p.NodeSelector, p.Tolerations, p.Affinity)
 	}
 
-	podAnnotations := map[string]string{
-		"prometheus.io/scrape": "true",
-		"prometheus.io/port":   "15014",
+	podAnnotations := map[string]string{}
+	if cp.scrapeAnnotations() {
+		podAnnotations["prometheus.io/scrape"] = "true"
+		podAnnotations["prometheus.io/port"] = "15014"
 	}
 	if cp.CA.Fingerprint != "" {
 		podAnnotations[AnnotationCAFingerprint] = cp.CA.Fingerprint

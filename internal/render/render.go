@@ -126,6 +126,13 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 	}
 	objs = append(objs, rbac(cp)...)
 	objs = append(objs, securityObjects(cp)...)
+	tel, err := telemetryObject(cp)
+	if err != nil {
+		return nil, err
+	}
+	if tel != nil {
+		objs = append(objs, tel)
+	}
 	objs = append(objs, istiodService(cp), istiodDeployment(cp))
 	if hpa := istiodHPA(cp); hpa != nil {
 		objs = append(objs, hpa)

@@ -32,6 +32,8 @@ import (
 func ForKind(kind schema.GroupVersionKind) interface{} {
 	switch kind {
 	// Group=mesh.meshplane.io, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithKind("AccessLogging"):
+		return &apiv1alpha1.AccessLoggingApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Autoscaling"):
 		return &apiv1alpha1.AutoscalingApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CertificateAuthority"):
@@ -68,6 +70,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.PilotSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PluggedCA"):
 		return &apiv1alpha1.PluggedCAApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PrometheusMetrics"):
+		return &apiv1alpha1.PrometheusMetricsApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ProxyConfig"):
 		return &apiv1alpha1.ProxyConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RevisionStatus"):
@@ -76,8 +80,16 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.SecuritySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SidecarInjectorSpec"):
 		return &apiv1alpha1.SidecarInjectorSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetryMetrics"):
+		return &apiv1alpha1.TelemetryMetricsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetrySpec"):
+		return &apiv1alpha1.TelemetrySpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetryTracing"):
+		return &apiv1alpha1.TelemetryTracingApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Tracing"):
 		return &apiv1alpha1.TracingApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TracingCollector"):
+		return &apiv1alpha1.TracingCollectorApplyConfiguration{}
 
 	}
 	return nil

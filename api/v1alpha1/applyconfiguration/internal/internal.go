@@ -41,6 +41,15 @@ var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshplane.meshplane.api.v1alpha1.AccessLogEncoding
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.AccessLogging
+  map:
+    fields:
+    - name: enabled
+      type:
+        scalar: boolean
+    - name: encoding
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.AccessLogEncoding
 - name: com.github.meshplane.meshplane.api.v1alpha1.Autoscaling
   map:
     fields:
@@ -329,6 +338,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: sidecarInjector
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
+    - name: telemetry
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetrySpec
     - name: version
       type:
         scalar: string
@@ -425,6 +437,12 @@ var schemaYAML = typed.YAMLObject(`types:
       default: cacerts
 - name: com.github.meshplane.meshplane.api.v1alpha1.Profile
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.PrometheusMetrics
+  map:
+    fields:
+    - name: scrapeAnnotations
+      type:
+        scalar: boolean
 - name: com.github.meshplane.meshplane.api.v1alpha1.ProxyConfig
   map:
     fields:
@@ -496,10 +514,49 @@ var schemaYAML = typed.YAMLObject(`types:
         scalar: boolean
 - name: com.github.meshplane.meshplane.api.v1alpha1.SidecarMode
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetryMetrics
+  map:
+    fields:
+    - name: prometheus
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.PrometheusMetrics
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetrySpec
+  map:
+    fields:
+    - name: accessLogging
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.AccessLogging
+    - name: metrics
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetryMetrics
+    - name: tracing
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetryTracing
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetryTracing
+  map:
+    fields:
+    - name: openTelemetry
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
+    - name: samplingPercentage
+      type:
+        scalar: string
+    - name: zipkin
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
 - name: com.github.meshplane.meshplane.api.v1alpha1.Tracing
   map:
     fields:
     - name: samplingPercentage
+      type:
+        scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
+  map:
+    fields:
+    - name: port
+      type:
+        scalar: numeric
+    - name: service
       type:
         scalar: string
 - name: io.k8s.api.core.v1.Affinity
