@@ -56,6 +56,7 @@ var OwnedTypes = []client.Object{
 	&autoscalingv2.HorizontalPodAutoscaler{},
 	&policyv1.PodDisruptionBudget{},
 	&admissionregistrationv1.MutatingWebhookConfiguration{},
+	&admissionregistrationv1.ValidatingWebhookConfiguration{},
 	&corev1.Secret{},
 	&securityv1.PeerAuthentication{},
 	&telemetryv1.Telemetry{},
@@ -82,6 +83,14 @@ type Reconciler struct {
 	// CABundleChanged delivers an event whenever the CA bundle changes, so every webhook
 	// configuration is re-rendered with it.
 	CABundleChanged <-chan event.GenericEvent
+
+	// IstioValidation renders each revision's istio-validator, through which the API server
+	// has istiod validate Istio config.
+	IstioValidation bool
+	// IstiodWebhookURL, when set, returns the base URL at which the API server calls the
+	// istiod of a namespace and revision ("" for the default revision), instead of its
+	// Service: for istiod running outside the cluster, as in the local control plane's tests.
+	IstiodWebhookURL func(namespace, revision string) string
 
 	ownedKinds []schema.GroupVersionKind
 }

@@ -48,6 +48,14 @@ type Options struct {
 	// Webhooks configures the admission webhook server; nil runs without webhooks (no
 	// sidecar injection).
 	Webhooks *WebhookOptions
+	// IstioValidation renders each revision's istio-validator ValidatingWebhookConfiguration,
+	// so the API server has istiod validate Istio config (the binary's default).
+	IstioValidation bool
+	// IstiodWebhookURL, when set, returns the base URL ("https://127.0.0.1:15017") at which
+	// the API server reaches the istiod of a namespace and revision ("" for the default
+	// revision) instead of its Service. Only for istiod running outside the cluster, as in
+	// the local control plane's tests; nil in a cluster.
+	IstiodWebhookURL func(namespace, revision string) string
 }
 
 // LeaderElectionID names the Lease the operator's replicas elect a leader with.
@@ -131,6 +139,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	mcp := meshcontrolplane.NewReconciler(mgr)
+	mcp.IstioValidation = opts.IstioValidation
+	mcp.IstiodWebhookURL = opts.IstiodWebhookURL
 	if hooks != nil {
 		if err := hooks.register(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)

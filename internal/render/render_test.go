@@ -206,8 +206,10 @@ func TestEveryObjectIsOwnedAndLabelled(t *testing.T) {
 	cp, err := Resolve(m)
 	g.Expect(err).NotTo(HaveOccurred())
 	cp.CA.Data = map[string][]byte{"ca-cert.pem": []byte("x")}
+	cp.Validation = &ValidationEndpoint{}
 	objs, err := Objects(cp)
 	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ofKind(objs, "ValidatingWebhookConfiguration")).To(HaveLen(1))
 	g.Expect(ofKind(objs, "PeerAuthentication")).To(HaveLen(1))
 	g.Expect(ofKind(objs, CertificateKind)).To(HaveLen(1))
 	g.Expect(ofKind(objs, "Secret")).To(HaveLen(1))
