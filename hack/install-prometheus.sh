@@ -84,9 +84,12 @@ done
 missing=$(ldd "$work/root/usr/bin/prometheus" 2>&1 | grep 'not found' || true)
 [[ -z $missing ]] || die "prometheus needs shared libraries this machine lacks:"$'\n'"$missing"
 
-install -m 0755 "$work/root/usr/bin/prometheus" "$DEST/prometheus.tmp"
-install -m 0755 "$work/root/usr/bin/promtool" "$DEST/promtool"
-mv -f "$DEST/prometheus.tmp" "$BIN"
+# Renamed into place, so a concurrent run (the cache is shared by every clone) or a running
+# test never sees a half-written binary.
+for f in promtool prometheus; do
+  install -m 0755 "$work/root/usr/bin/$f" "$DEST/.$f.$$"
+  mv -f "$DEST/.$f.$$" "$DEST/$f"
+done
 runs || die "$BIN does not run or is not version $PROMETHEUS_VERSION: $("$BIN" --version 2>&1 | head -n1)"
 printf '%s' "$version" >"$STAMPS/prometheus"
 log "prometheus $version ready in $DEST ($((SECONDS - t0))s)"
