@@ -12,6 +12,8 @@ BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen
 # The real local control plane: built once into the user's cache, reused by every clone.
 TESTBIN := hack/install-testbins.sh
+# The real Prometheus the metrics tests query, unpacked from Debian's package into the same cache.
+PROMETHEUS := hack/install-prometheus.sh
 ISTIO_API_VERSION = $(shell $(GO) list -m -f '{{.Version}}' istio.io/api)
 
 GENERATED_DIRS := api config
@@ -76,11 +78,15 @@ testbin: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler 
 testbin-istio: ## Also build istiod (pilot-discovery) for the istiod end-to-end suite (about 4 minutes the first time).
 	@WITH_ISTIO=1 $(TESTBIN) >/dev/null
 
+.PHONY: testbin-prometheus
+testbin-prometheus: ## Unpack Prometheus from Debian's package into the cache (seconds, once).
+	@$(PROMETHEUS) >/dev/null
+
 .PHONY: test
-test: testbin ## Run every test against the real local control plane.
-	@assets=$$($(TESTBIN)); \
+test: testbin testbin-prometheus ## Run every test against the real local control plane and a real Prometheus.
+	@assets=$$($(TESTBIN)); prometheus=$$($(PROMETHEUS)); \
 	  echo "[test] compiling and running the tests (compiling takes a few minutes the first time)"; \
-	  KUBEBUILDER_ASSETS=$$assets $(GO) test -count=1 -timeout 20m ./...
+	  KUBEBUILDER_ASSETS=$$assets MESHPLANE_PROMETHEUS=$$prometheus $(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: test-istiod
 test-istiod: testbin-istio ## Run the suite that checks rendered configuration against the real istiod.
