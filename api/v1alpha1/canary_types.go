@@ -541,7 +541,9 @@ type CanaryMetricResult struct {
 // CanaryStatus is the persisted state of a Canary: everything the state machine needs to
 // resume exactly after a restart, timers included.
 type CanaryStatus struct {
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the phase and conditions describe. It starts at 0,
+	// so a Canary the operator has not seen yet reads as in progress, not as done.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -628,8 +630,9 @@ type CanaryStatus struct {
 	LastRetryToken string `json:"lastRetryToken,omitempty"`
 
 	// conditions: Ready (the summary: the primary serves all traffic and no rollout is in
-	// flight or failed), Progressing (a rollout is in flight) and Stalled (it cannot go on
-	// without a change by the user).
+	// flight or failed), Progressing (a rollout is in flight), Reconciling (the operator still
+	// has work to do: kstatus' InProgress) and Stalled (it cannot go on without a change by
+	// the user: kstatus' Failed).
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -638,7 +641,7 @@ type CanaryStatus struct {
 }
 
 // Canary condition reasons (conditions types are shared with MeshControlPlane: Ready,
-// Progressing, Stalled). They are also the reasons of the Canary's events.
+// Progressing, Reconciling, Stalled). They are also the reasons of the Canary's events.
 const (
 	// ReasonInitializing: the primary Deployment is being created from the target.
 	ReasonInitializing = "Initializing"
@@ -710,7 +713,10 @@ type Canary struct {
 	// +required
 	Spec CanarySpec `json:"spec"`
 
-	// status is the persisted state of the rollout.
+	// status is the persisted state of the rollout. The schema defaults it to
+	// observedGeneration 0 until the operator writes it, so kstatus and Argo CD never take an
+	// unseen Canary for a reconciled one.
+	// +kubebuilder:default={}
 	// +optional
 	Status CanaryStatus `json:"status,omitempty"`
 }

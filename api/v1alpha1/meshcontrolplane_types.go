@@ -660,6 +660,11 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionStalled is True when the operator cannot proceed without a change by the user.
 	ConditionStalled = "Stalled"
+	// ConditionReconciling is True while the operator still works towards the current
+	// generation (a rollout, a wait for cert-manager, a retried apply). It is kstatus'
+	// "Reconciling" (sigs.k8s.io/cli-utils/pkg/kstatus): never True together with Stalled,
+	// so kstatus reads InProgress or Failed whatever the order of the conditions.
+	ConditionReconciling = "Reconciling"
 	// ConditionCAWarning is True when the plugged or cert-manager CA material istiod uses is
 	// valid but needs attention: a certificate in the last sixth of its lifetime (at most 30
 	// days before it expires), or a ca-cert.pem holding more than the signing certificate. It
@@ -679,6 +684,8 @@ const (
 	ReasonInvalidSpec        = "InvalidSpec"
 	ReasonNoProblems         = "NoProblems"
 	ReasonReconcileError     = "ReconcileError"
+	// ReasonUpToDate: Reconciling is False because nothing is left to do for this generation.
+	ReasonUpToDate = "UpToDate"
 	// ReasonInvalidCA: the plugged or issued CA material cannot be used (or is missing).
 	ReasonInvalidCA = "InvalidCA"
 	// ReasonIssuerNotFound: the cert-manager issuer of spec.security.certificateAuthority does
@@ -801,11 +808,14 @@ type RevisionStatus struct {
 
 // MeshControlPlaneStatus is the observed state of a MeshControlPlane.
 type MeshControlPlaneStatus struct {
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the conditions describe: the operator has seen it
+	// and acted on it, successfully or not (Reconciled says which). It starts at 0, so a
+	// MeshControlPlane the operator has not seen yet reads as in progress, not as done.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (the summary), Reconciled, Progressing and Stalled.
+	// conditions: Ready (the summary), Reconciled, Progressing, Reconciling and Stalled.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
@@ -859,7 +869,10 @@ type MeshControlPlane struct {
 	// +optional
 	Spec MeshControlPlaneSpec `json:"spec"`
 
-	// status is what the operator observed.
+	// status is what the operator observed. The schema defaults it to observedGeneration 0
+	// until the operator writes it, so kstatus and Argo CD never take an unseen
+	// MeshControlPlane for a reconciled one.
+	// +kubebuilder:default={}
 	// +optional
 	Status MeshControlPlaneStatus `json:"status,omitempty"`
 }

@@ -311,7 +311,7 @@ var _ = Describe("MeshControlPlane", func() {
 			g.Expect(c.Reason).To(Equal(meshv1alpha1.ReasonResourceConflict))
 			g.Expect(c.Message).To(ContainSubstring("ConfigMap clash-system/istio already exists and is not managed by this resource"))
 			g.Expect(meta.IsStatusConditionFalse(m.Status.Conditions, meshv1alpha1.ConditionReady)).To(BeTrue())
-			g.Expect(m.Status.ObservedGeneration).To(BeZero(), "a failed pass does not claim the generation")
+			g.Expect(m.Status.ObservedGeneration).To(Equal(m.Generation), "the Stalled verdict is about this generation")
 		}, readyTimeout, poll).Should(Succeed())
 
 		By("leaving the foreign object exactly as it was")

@@ -80,6 +80,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: status
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryStatus
+      default: {}
 - name: com.github.meshplane.meshplane.api.v1alpha1.CanaryAnalysis
   map:
     fields:
@@ -314,6 +315,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: observedGeneration
       type:
         scalar: numeric
+      default: 0
     - name: phase
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryPhase
@@ -617,6 +619,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: status
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneStatus
+      default: {}
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneSpec
   map:
     fields:
@@ -695,6 +698,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: observedGeneration
       type:
         scalar: numeric
+      default: 0
     - name: revisions
       type:
         list:

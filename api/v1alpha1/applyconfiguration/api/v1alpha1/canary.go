@@ -38,7 +38,9 @@ type CanaryApplyConfiguration struct {
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`
 	// spec is the desired progressive delivery.
 	Spec *CanarySpecApplyConfiguration `json:"spec,omitempty"`
-	// status is the persisted state of the rollout.
+	// status is the persisted state of the rollout. The schema defaults it to
+	// observedGeneration 0 until the operator writes it, so kstatus and Argo CD never take an
+	// unseen Canary for a reconciled one.
 	Status *CanaryStatusApplyConfiguration `json:"status,omitempty"`
 }
 

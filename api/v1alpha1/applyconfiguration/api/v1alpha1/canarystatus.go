@@ -30,7 +30,8 @@ import (
 // CanaryStatus is the persisted state of a Canary: everything the state machine needs to
 // resume exactly after a restart, timers included.
 type CanaryStatusApplyConfiguration struct {
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the phase and conditions describe. It starts at 0,
+	// so a Canary the operator has not seen yet reads as in progress, not as done.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// phase is where the Canary is in its lifecycle.
 	Phase *apiv1alpha1.CanaryPhase `json:"phase,omitempty"`
@@ -72,8 +73,9 @@ type CanaryStatusApplyConfiguration struct {
 	// lastRetryToken is the last spec.retryToken handled (acted on, or ignored with an event).
 	LastRetryToken *string `json:"lastRetryToken,omitempty"`
 	// conditions: Ready (the summary: the primary serves all traffic and no rollout is in
-	// flight or failed), Progressing (a rollout is in flight) and Stalled (it cannot go on
-	// without a change by the user).
+	// flight or failed), Progressing (a rollout is in flight), Reconciling (the operator still
+	// has work to do: kstatus' InProgress) and Stalled (it cannot go on without a change by
+	// the user: kstatus' Failed).
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
 
