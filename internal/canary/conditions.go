@@ -9,8 +9,9 @@ import (
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 )
 
-// conditions sets Ready, Progressing and Stalled from the final status and observations.
-// Messages come from the status (set at transitions) so they change only when it does.
+// conditions sets Ready, Progressing, Stalled and Reconciling from the final status and
+// observations. Messages come from the status (set at transitions) so they change only when
+// it does.
 func (m *machine) conditions() {
 	st := m.st
 	set := func(t string, ok bool, reason, message string) {
@@ -23,6 +24,24 @@ func (m *machine) conditions() {
 			ObservedGeneration: m.obs.Generation, LastTransitionTime: metav1.Time{Time: m.stamp},
 		})
 	}
+	// The status now describes this generation, whatever its verdict: kstatus reads a stale
+	// observedGeneration as "not seen yet", which would hide a Stalled one.
+	st.ObservedGeneration = m.obs.Generation
+	// kstatus' Reconciling, from Ready and Stalled once they are set: True while the operator
+	// still has work to do (InProgress), never together with Stalled (Failed), since kstatus
+	// takes whichever of the two comes first in the list.
+	defer func() {
+		ready := meta.FindStatusCondition(st.Conditions, meshv1alpha1.ConditionReady)
+		stalled := meta.FindStatusCondition(st.Conditions, meshv1alpha1.ConditionStalled)
+		switch {
+		case stalled.Status == metav1.ConditionTrue:
+			set(meshv1alpha1.ConditionReconciling, false, stalled.Reason, "Waiting for a change by the user: see Stalled")
+		case ready.Status == metav1.ConditionTrue:
+			set(meshv1alpha1.ConditionReconciling, false, meshv1alpha1.ReasonUpToDate, "Nothing to do until the target's pod template changes")
+		default:
+			set(meshv1alpha1.ConditionReconciling, true, ready.Reason, ready.Message)
+		}
+	}()
 
 	if len(m.cfg.weights) == 0 {
 		msg := "spec.analysis sets no weights: set steps, or stepWeight and maxWeight"

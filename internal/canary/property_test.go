@@ -267,7 +267,7 @@ func TestPropertiesRandomWalk(t *testing.T) {
 			if a.ScaleTarget == ScaleDown && (obs.AppliedWeight == nil || *obs.AppliedWeight != 0) {
 				fail("target scaled down while the VirtualService sends it %v", obs.AppliedWeight)
 			}
-			if len(st.Conditions) != 3 {
+			if len(st.Conditions) != 4 {
 				fail("conditions %v", st.Conditions)
 			}
 
