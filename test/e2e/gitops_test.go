@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -192,6 +193,20 @@ func containsVerb(verbs metav1.Verbs, v string) bool {
 	return false
 }
 
+// kubectlDiff runs `kubectl diff --server-side` on the manifest, as Argo CD's server-side
+// diff and a person checking by hand would, and expects it to report nothing (exit 0).
+func kubectlDiff(manifest *unstructured.Unstructured) {
+	raw, err := yaml.Marshal(manifest.Object)
+	Expect(err).NotTo(HaveOccurred())
+	file := filepath.Join(GinkgoT().TempDir(), "manifest.yaml")
+	Expect(os.WriteFile(file, raw, 0o600)).To(Succeed())
+	cmd := exec.Command(filepath.Join(cluster.Env.AssetsDir, "kubectl"), "--kubeconfig", cluster.Env.Kubeconfig,
+		"diff", "--server-side", "--field-manager", argoFieldManager, "-f", file)
+	out, err := cmd.CombinedOutput()
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "kubectl diff found a difference (exit 1) or failed:\n%s", out)
+	ExpectWithOffset(1, string(out)).To(BeEmpty())
+}
+
 // fieldManagers lists the managers of an object's fields as "<manager>/<operation>/<subresource>".
 func fieldManagers(u *unstructured.Unstructured) []string {
 	var out []string
@@ -267,6 +282,7 @@ var _ = Describe("GitOps: the samples synced as Argo CD syncs them", func() {
 			By(kind + " " + name + ": a server-side dry run finds nothing to change (kubectl diff --server-side)")
 			dry := applyAsArgoCD(m, client.DryRunAll)
 			Expect(dry.Object).To(Equal(got.Object))
+			kubectlDiff(m)
 
 			By(kind + " " + name + ": the second apply changes nothing")
 			second := applyAsArgoCD(m)
