@@ -7,7 +7,8 @@ import (
 
 // Observations are the facts the controller read this pass, as plain data.
 type Observations struct {
-	// Generation is the Canary's metadata.generation, stamped on the conditions.
+	// Generation is the Canary's metadata.generation, stamped on the conditions and on
+	// status.observedGeneration (what kstatus compares it with).
 	Generation int64
 
 	// Target is the user's Deployment (spec.targetRef): it runs the canary.
