@@ -42,11 +42,24 @@ func merge(ms ...map[string]float64) map[string]float64 {
 	return out
 }
 
+var checkTime = metav1.NewTime(time.Unix(1800000000, 0))
+
+func check(o meshv1alpha1.CheckOutcome) meshv1alpha1.CanaryCheck {
+	return meshv1alpha1.CanaryCheck{Time: checkTime, Outcome: o}
+}
+
+// progressingCanary is at its second step, its VirtualService carrying 25%; the last of
+// several checks (oldest first) failed. Every status field the metrics read is set.
+func progressingCanary() *meshv1alpha1.Canary {
+	return canary("web", meshv1alpha1.CanaryStatus{
+		Phase: meshv1alpha1.CanaryProgressing, Reason: meshv1alpha1.ReasonCheckFailed,
+		StepIndex: 1, TargetWeight: 25, AppliedWeight: ptr.To[int32](25),
+		Checks:        []meshv1alpha1.CanaryCheck{check(meshv1alpha1.CheckPassed), check(meshv1alpha1.CheckNoData), check(meshv1alpha1.CheckFailed)},
+		LastCheckTime: &checkTime,
+	})
+}
+
 func TestCanaryMetrics(t *testing.T) {
-	checkTime := metav1.NewTime(time.Unix(1800000000, 0))
-	check := func(o meshv1alpha1.CheckOutcome) meshv1alpha1.CanaryCheck {
-		return meshv1alpha1.CanaryCheck{Time: checkTime, Outcome: o}
-	}
 	tests := []struct {
 		name   string
 		canary *meshv1alpha1.Canary
@@ -59,15 +72,8 @@ func TestCanaryMetrics(t *testing.T) {
 			`meshplane_canary_target_weight{canary="web",namespace="shop"}`: 0,
 		}),
 	}, {
-		// At the second step, its VirtualService carrying 25%, the last of several checks
-		// (oldest first) failed.
-		name: "progressing",
-		canary: canary("web", meshv1alpha1.CanaryStatus{
-			Phase: meshv1alpha1.CanaryProgressing, Reason: meshv1alpha1.ReasonCheckFailed,
-			StepIndex: 1, TargetWeight: 25, AppliedWeight: ptr.To[int32](25),
-			Checks:        []meshv1alpha1.CanaryCheck{check(meshv1alpha1.CheckPassed), check(meshv1alpha1.CheckNoData), check(meshv1alpha1.CheckFailed)},
-			LastCheckTime: &checkTime,
-		}),
+		name:   "progressing",
+		canary: progressingCanary(),
 		want: merge(phaseSeries("web", "Progressing"), outcomeSeries("web", "Failed"), map[string]float64{
 			`meshplane_canary_status_reason{canary="web",namespace="shop",reason="CheckFailed"}`: 1,
 			`meshplane_canary_target_weight{canary="web",namespace="shop"}`:                      25,
