@@ -75,6 +75,7 @@ func collectControlPlane(ch chan<- prometheus.Metric, mcp *meshv1alpha1.MeshCont
 	for _, rev := range st.Revisions {
 		gauge(ch, controlPlaneRevisionReady, boolValue(rev.Ready), name, rev.Name, rev.Version)
 		gauge(ch, controlPlaneRevisionInjectedPods, float64(rev.InjectedPods), name, rev.Name)
+		initInjectionSeries(InjectionLabels{ControlPlane: name, Revision: rev.Name})
 	}
 	if ca := st.CertificateAuthority; ca != nil && ca.NotAfter != nil {
 		gauge(ch, controlPlaneCAExpiry, float64(ca.NotAfter.Unix()), name)

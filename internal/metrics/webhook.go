@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,8 +54,29 @@ type InjectionLabels struct {
 
 // ObserveInjection records one answered admission and the time it took.
 func ObserveInjection(l InjectionLabels, resp admission.Response, took time.Duration) {
+	if _, seen := initialized.Load(l); !seen {
+		initInjectionSeries(l)
+	}
 	injectionAdmissions.WithLabelValues(l.ControlPlane, l.Revision, InjectionOutcome(resp)).Inc()
 	injectionDuration.WithLabelValues(l.ControlPlane, l.Revision).Observe(took.Seconds())
+}
+
+var (
+	injectionOutcomes = []string{OutcomeInjected, OutcomeSkipped, OutcomeRejected, OutcomeError}
+	// initialized holds the InjectionLabels whose series exist.
+	initialized sync.Map
+)
+
+// initInjectionSeries creates a control plane revision's admission counters at 0 for every
+// outcome. Prometheus cannot tell how a counter first seen at 3 got there, so rate() and
+// increase() would miss a control plane's first admissions of each outcome (its first
+// errors, say) if the series appeared only with them. The status collector calls it for
+// every revision it reports, so the series exist before the first pod is admitted.
+func initInjectionSeries(l InjectionLabels) {
+	for _, o := range injectionOutcomes {
+		injectionAdmissions.WithLabelValues(l.ControlPlane, l.Revision, o)
+	}
+	initialized.Store(l, struct{}{})
 }
 
 // InjectionOutcome classifies a response of the injection handler: allowed with a patch is

@@ -50,3 +50,23 @@ func TestObserveInjection(t *testing.T) {
 	g.Expect(got).To(HaveKeyWithValue(`meshplane_injection_webhook_duration_seconds_count{control_plane="observe-test",revision="default"}`, 2.0))
 	g.Expect(got[`meshplane_injection_webhook_duration_seconds_sum{control_plane="observe-test",revision="default"}`]).To(BeNumerically("~", 0.004, 1e-9))
 }
+
+// A control plane's admission counters exist at 0 for every outcome before its first
+// admission, once the status collector has reported its revision, and every outcome's once
+// any admission was counted: rate() then counts the first admission of each.
+func TestInjectionSeriesStartAtZero(t *testing.T) {
+	g := NewWithT(t)
+	mcp := readyControlPlane()
+	mcp.Name = "zero-test"
+	series(t, newCollector(fakeReader(t, mcp)))
+	got := withPrefix(series(t, injectionAdmissions), "meshplane_injection_webhook_admissions_total")
+	for _, o := range []string{OutcomeInjected, OutcomeSkipped, OutcomeRejected, OutcomeError} {
+		g.Expect(got).To(HaveKeyWithValue(`meshplane_injection_webhook_admissions_total{control_plane="zero-test",outcome="`+o+`",revision="default"}`, 0.0))
+	}
+
+	l := InjectionLabels{ControlPlane: "zero-test-2", Revision: "blue"}
+	ObserveInjection(l, admission.Allowed("not injected"), time.Millisecond)
+	got = withPrefix(series(t, injectionAdmissions), "meshplane_injection_webhook_admissions_total")
+	g.Expect(got).To(HaveKeyWithValue(`meshplane_injection_webhook_admissions_total{control_plane="zero-test-2",outcome="skipped",revision="blue"}`, 1.0))
+	g.Expect(got).To(HaveKeyWithValue(`meshplane_injection_webhook_admissions_total{control_plane="zero-test-2",outcome="error",revision="blue"}`, 0.0))
+}

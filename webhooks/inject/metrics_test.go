@@ -66,10 +66,11 @@ func TestHandleRecordsMetrics(t *testing.T) {
 			ctx := context.WithValue(context.Background(), controlPlaneKey{}, tt.controlPlane)
 			h.Handle(ctx, tt.req)
 			after := admissions(t)
-			for k, v := range before {
-				after[k] -= v
-				if after[k] == 0 {
+			for k, v := range after {
+				if v == before[k] {
 					delete(after, k)
+				} else {
+					after[k] = v - before[k]
 				}
 			}
 			g.Expect(after).To(Equal(map[[3]string]float64{
