@@ -94,8 +94,8 @@ test-istiod: testbin-istio ## Run the suite that checks rendered configuration a
 	  KUBEBUILDER_ASSETS=$$assets $(GO) test -tags istiod -count=1 -timeout 10m ./test/istiod/
 
 .PHONY: bench
-bench: testbin ## Print render time, the canary state machine's step cost, and create-to-Ready time on the local control plane.
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/render/ ./internal/canary/
+bench: testbin ## Print render time, the canary state machine's step cost, a metrics scrape's cost, and create-to-Ready time on the local control plane.
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/render/ ./internal/canary/ ./internal/metrics/
 	@# Each create-to-Ready run takes about a second: a fixed count gives a median of seven.
 	@assets=$$($(TESTBIN)); \
 	  KUBEBUILDER_ASSETS=$$assets $(GO) test -run '^$$' -bench . -benchtime=7x -count 1 ./test/bench/
