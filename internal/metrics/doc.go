@@ -41,6 +41,9 @@
 //	                                                                    injected, skipped, rejected or error
 //	meshplane_injection_webhook_duration_seconds{control_plane,revision}          histogram of the time to answer
 //
+// A revision's admission counters exist at 0 for every outcome from the first scrape that
+// reports the revision (and the first admission), so rate() counts its first admissions.
+//
 // # Cardinality
 //
 // Every label value comes from a bounded set: object names of the reported kinds (never pod
