@@ -53,6 +53,9 @@ type Options struct {
 	// unless a test runs istiod on that address; until istiod takes the configuration over,
 	// its failurePolicy Ignore lets Istio config through.
 	IstioValidation bool
+	// Metrics serves the operator's metrics endpoint over plain HTTP on a free loopback port
+	// (Cluster.MetricsURL), as a Prometheus on this machine can scrape it.
+	Metrics bool
 }
 
 // Cluster is a running control plane with the operator.
@@ -68,6 +71,9 @@ type Cluster struct {
 	Root string
 	// WebhookURL is where the operator serves its admission webhooks.
 	WebhookURL string
+	// MetricsURL is the operator's metrics endpoint ("http://127.0.0.1:<port>/metrics") with
+	// Options.Metrics, else empty.
+	MetricsURL string
 
 	cancel context.CancelFunc
 	done   chan error
@@ -153,6 +159,14 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	}
 	if opts.SyncPeriod > 0 {
 		mgrOpts.SyncPeriod = &opts.SyncPeriod
+	}
+	if opts.Metrics {
+		port, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		mgrOpts.MetricsBindAddress = fmt.Sprintf("127.0.0.1:%d", port)
+		c.MetricsURL = "http://" + mgrOpts.MetricsBindAddress + "/metrics"
 	}
 	if opts.IstioValidation {
 		mgrOpts.IstioValidation = true

@@ -26,6 +26,7 @@ import (
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
+	meshmetrics "github.com/meshplane/meshplane/internal/metrics"
 	"github.com/meshplane/meshplane/internal/render"
 )
 
@@ -151,6 +152,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := mcp.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MeshControlPlane controller: %w", err)
+	}
+	if err := meshmetrics.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the status metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

@@ -42,8 +42,13 @@ func PrometheusBinary() (string, error) {
 // PrometheusOptions for StartPrometheus.
 type PrometheusOptions struct {
 	// ScrapeTargets are host:port addresses serving /metrics over plain HTTP, scraped as job
-	// "meshplane-test".
+	// JobName.
 	ScrapeTargets []string
+	// JobName is the scrape job's name, the job label of its series (default "meshplane-test").
+	JobName string
+	// RuleFiles are Prometheus rule files (absolute paths) to load: their alerts and
+	// recording rules are evaluated every ScrapeInterval.
+	RuleFiles []string
 	// ScrapeInterval defaults to one second, so rate() over a few seconds has samples.
 	ScrapeInterval time.Duration
 	// LogDir receives prometheus.log; default: inside Prometheus.Dir, removed by Stop.
@@ -61,13 +66,14 @@ type Prometheus struct {
 }
 
 // prometheusConfig is the whole configuration: one scrape job, scrape timeout equal to the
-// interval (Prometheus rejects a timeout longer than the interval).
+// interval (Prometheus rejects a timeout longer than the interval), rules evaluated as often.
 const prometheusConfig = `global:
   scrape_interval: %[1]s
   scrape_timeout: %[1]s
   evaluation_interval: %[1]s
+rule_files: [%[4]s]
 scrape_configs:
-- job_name: meshplane-test
+- job_name: %[3]s
   static_configs:
   - targets: [%[2]s]
 `
@@ -119,8 +125,17 @@ func StartPrometheus(ctx context.Context, opts PrometheusOptions) (_ *Prometheus
 	for i, t := range opts.ScrapeTargets {
 		targets[i] = strconv.Quote(t)
 	}
+	rules := make([]string, len(opts.RuleFiles))
+	for i, r := range opts.RuleFiles {
+		rules[i] = strconv.Quote(r)
+	}
+	job := opts.JobName
+	if job == "" {
+		job = "meshplane-test"
+	}
 	configPath := filepath.Join(dir, "prometheus.yml")
-	cfg := fmt.Sprintf(prometheusConfig, strconv.FormatInt(interval.Milliseconds(), 10)+"ms", strings.Join(targets, ", "))
+	cfg := fmt.Sprintf(prometheusConfig, strconv.FormatInt(interval.Milliseconds(), 10)+"ms",
+		strings.Join(targets, ", "), strconv.Quote(job), strings.Join(rules, ", "))
 	if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("writing Prometheus configuration: %w", err)
 	}
