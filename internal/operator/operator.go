@@ -75,6 +75,10 @@ func Scheme() *runtime.Scheme {
 // creates it caches only objects labelled as meshplane's (a cluster's other ConfigMaps or
 // Deployments are never held), and keeps their managedFields, which the applier compares
 // against. Everything else drops managedFields.
+//
+// controller-runtime keeps one configuration per kind in a cache, for its typed and its
+// metadata-only informers alike, so the identities of unlabelled objects of these same
+// kinds (a plugged CA's Secret) are watched through a cache of their own: NewIdentityCache.
 func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})
 	keep := func(o any) (any, error) { return o, nil }
@@ -85,17 +89,34 @@ func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	pods := &metav1.PartialObjectMetadata{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
 	byObject[pods] = cache.ByObject{Label: meshcontrolplane.InjectedPodsSelector}
-	// Every Secret's identity (not its labels or annotations, which kubectl's
-	// last-applied-configuration would fill with the Secret's data): a plugged CA's Secret
-	// and the one cert-manager issues into are unlabelled, and their changes must reconcile.
-	secrets := &metav1.PartialObjectMetadata{}
-	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	byObject[secrets] = cache.ByObject{Transform: identityOnly}
 	return cache.Options{
 		ByObject:         byObject,
 		DefaultTransform: cache.TransformStripManagedFields(),
 		SyncPeriod:       syncPeriod,
 	}
+}
+
+// NewIdentityCache is a cache of object identities (name, namespace, UID,
+// resourceVersion, deletion), unscoped, for watching objects meshplane reads but does not
+// own: every change is a new resourceVersion, which reconciles the owners that read the
+// object itself from the API server. Only what identifies an object is kept, not its labels
+// or annotations (which kubectl's last-applied-configuration would fill with a Secret's
+// data or a Deployment's whole spec). The manager starts it.
+func NewIdentityCache(mgr ctrl.Manager, syncPeriod *time.Duration) (cache.Cache, error) {
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:       mgr.GetHTTPClient(),
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: identityOnly,
+		SyncPeriod:       syncPeriod,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the identity cache: %w", err)
+	}
+	if err := mgr.Add(c); err != nil {
+		return nil, fmt.Errorf("adding the identity cache: %w", err)
+	}
+	return c, nil
 }
 
 // identityOnly keeps only what identifies an object's metadata.
@@ -138,7 +159,12 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	identities, err := NewIdentityCache(mgr, opts.SyncPeriod)
+	if err != nil {
+		return nil, err
+	}
 	mcp := meshcontrolplane.NewReconciler(mgr)
+	mcp.Identities = identities
 	mcp.IstioValidation = opts.IstioValidation
 	mcp.IstiodWebhookURL = opts.IstiodWebhookURL
 	if hooks != nil {
