@@ -5,8 +5,10 @@ package operator
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,12 +21,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/controllers/canary"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
 	"github.com/meshplane/meshplane/internal/render"
 )
@@ -56,6 +60,10 @@ type Options struct {
 	// revision) instead of its Service. Only for istiod running outside the cluster, as in
 	// the local control plane's tests; nil in a cluster.
 	IstiodWebhookURL func(namespace, revision string) string
+	// SkipControllerNameValidation lets a process build a second manager after stopping the
+	// first (controller names must otherwise be unique per process): only for tests that
+	// restart the operator.
+	SkipControllerNameValidation bool
 }
 
 // LeaderElectionID names the Lease the operator's replicas elect a leader with.
@@ -67,6 +75,7 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(securityv1.AddToScheme(s))
+	utilruntime.Must(networkingv1.AddToScheme(s))
 	utilruntime.Must(telemetryv1.AddToScheme(s))
 	return s
 }
@@ -78,12 +87,18 @@ func Scheme() *runtime.Scheme {
 //
 // controller-runtime keeps one configuration per kind in a cache, for its typed and its
 // metadata-only informers alike, so the identities of unlabelled objects of these same
-// kinds (a plugged CA's Secret) are watched through a cache of their own: NewIdentityCache.
+// kinds (a Canary's target Deployment, a plugged CA's Secret) are watched through a cache
+// of their own: NewIdentityCache.
 func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})
 	keep := func(o any) (any, error) { return o, nil }
 	byObject := map[client.Object]cache.ByObject{}
-	for _, t := range meshcontrolplane.OwnedTypes {
+	seen := map[reflect.Type]bool{}
+	for _, t := range append(append([]client.Object{}, meshcontrolplane.OwnedTypes...), canary.OwnedTypes...) {
+		if seen[reflect.TypeOf(t)] {
+			continue // both controllers own Deployments and Services
+		}
+		seen[reflect.TypeOf(t)] = true
 		byObject[t] = cache.ByObject{Label: managed, Transform: keep}
 	}
 	pods := &metav1.PartialObjectMetadata{}
@@ -155,6 +170,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -177,6 +193,11 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := mcp.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MeshControlPlane controller: %w", err)
+	}
+	canaries := canary.NewReconciler(mgr)
+	canaries.Identities = identities
+	if err := canaries.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the Canary controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
