@@ -61,9 +61,10 @@ func (r *Reconciler) finalize(ctx context.Context, c *meshv1alpha1.Canary) (ctrl
 		primary = nil
 	}
 
+	// A target being deleted (with its namespace, say) needs nothing restored; one the
+	// operator never scaled needs no waiting for.
 	restore := target != nil && target.DeletionTimestamp.IsZero()
-	if restore {
-		// (A target being deleted, with its namespace say, needs nothing restored.)
+	if restore && objects.ManagesReplicas(target, FieldOwner) {
 		intended := objects.IntendedReplicas(target, primary, FieldOwner)
 		if objects.Replicas(target) != intended {
 			patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, intended)
@@ -82,6 +83,8 @@ func (r *Reconciler) finalize(ctx context.Context, c *meshv1alpha1.Canary) (ctrl
 			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonDeleting, "Delete",
 				"Deployment %s is not ready after %s: giving it all traffic anyway", target.Name, restoreTimeout)
 		}
+	}
+	if restore {
 		if err := r.routeAllToTarget(ctx, c); err != nil {
 			return ctrl.Result{}, err
 		}

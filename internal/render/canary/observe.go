@@ -58,8 +58,20 @@ func DeploymentReady(d *appsv1.Deployment) bool {
 // OwnsReplicas reports whether fieldManager's server-side apply owns d's spec.replicas:
 // then the value is the one the operator set, not one the user chose.
 func OwnsReplicas(d *appsv1.Deployment, fieldManager string) bool {
+	return ownsReplicas(d, fieldManager, func(op metav1.ManagedFieldsOperationType) bool {
+		return op == metav1.ManagedFieldsOperationApply
+	})
+}
+
+// ManagesReplicas reports whether fieldManager owns d's spec.replicas by any operation: by
+// its apply, or by the update that set them back while a Canary is deleted.
+func ManagesReplicas(d *appsv1.Deployment, fieldManager string) bool {
+	return ownsReplicas(d, fieldManager, func(metav1.ManagedFieldsOperationType) bool { return true })
+}
+
+func ownsReplicas(d *appsv1.Deployment, fieldManager string, op func(metav1.ManagedFieldsOperationType) bool) bool {
 	for _, mf := range d.ManagedFields {
-		if mf.Manager != fieldManager || mf.Operation != metav1.ManagedFieldsOperationApply || mf.Subresource != "" || mf.FieldsV1 == nil {
+		if mf.Manager != fieldManager || !op(mf.Operation) || mf.Subresource != "" || mf.FieldsV1 == nil {
 			continue
 		}
 		var fields struct {

@@ -207,3 +207,17 @@ func TestAppliedWeightReadsBackWhatVirtualServiceBuilds(t *testing.T) {
 		NewWithT(t).Expect(AppliedWeight(c, vs)).To(Equal(ptr.To(w)))
 	}
 }
+
+func TestManagesReplicasCountsEveryOperation(t *testing.T) {
+	g := NewWithT(t)
+	const us = "meshplane-canary"
+	replicas := `{"f:spec":{"f:replicas":{}}}`
+	applied := newTarget(managedFields(entry(us, metav1.ManagedFieldsOperationApply, "", replicas)))
+	updated := newTarget(managedFields(entry(us, metav1.ManagedFieldsOperationUpdate, "", replicas)))
+	other := newTarget(managedFields(entry("kubectl", metav1.ManagedFieldsOperationApply, "", replicas), entry(us, metav1.ManagedFieldsOperationApply, "", `{"f:metadata":{}}`)))
+	g.Expect(OwnsReplicas(applied, us)).To(BeTrue())
+	g.Expect(ManagesReplicas(applied, us)).To(BeTrue())
+	g.Expect(OwnsReplicas(updated, us)).To(BeFalse())
+	g.Expect(ManagesReplicas(updated, us)).To(BeTrue(), "set back by the deletion's update: still ours to release")
+	g.Expect(ManagesReplicas(other, us)).To(BeFalse())
+}

@@ -80,6 +80,33 @@ var _ = Describe("Deleting a Canary", func() {
 	})
 })
 
+var _ = Describe("Deleting a Canary mid-rollout", func() {
+	It("leaves the target serving its new revision with the user's replicas", func() {
+		ns := newNamespace("deleted-mid-rollout")
+		setTraffic(ns, "web", healthy)
+		applyTarget(ns, "web", 2, "v1")
+		c := newCanary(ns, "web", func(s *meshv1alpha1.CanarySpec) { s.Promotion = meshv1alpha1.PromotionGated })
+		waitStable(c, meshv1alpha1.CanaryStable)
+		release(ns, "web", "v2")
+		waitPhase(c, meshv1alpha1.CanaryAwaitingPromotion, rollout)
+		Expect(vsWeights(Default, ns, "web")).To(Equal([]int32{50, 50}))
+
+		Expect(k8s.Delete(ctx(), c)).To(Succeed())
+		Eventually(func(g Gomega) {
+			err := k8s.Get(ctx(), client.ObjectKeyFromObject(c), &meshv1alpha1.Canary{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the Canary is gone: %v", err)
+		}, rollout, poll).Should(Succeed())
+		target := deployment(Default, ns, "web")
+		Expect(target.Spec.Replicas).To(Equal(ptr.To[int32](2)))
+		Expect(target.Status.AvailableReplicas).To(BeEquivalentTo(2))
+		Expect(target.Spec.Template.Annotations).To(HaveKeyWithValue("example.com/version", "v2"), "the user's template is the user's")
+		apex := &corev1.Service{}
+		Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "web"}, apex)).To(Succeed())
+		Expect(apex.Spec.Selector).To(Equal(map[string]string{"app": "web"}))
+		Expect(apex.OwnerReferences).To(BeEmpty())
+	})
+})
+
 var _ = Describe("A Canary given something it cannot use", func() {
 	It("reports a missing target, a foreign VirtualService, a user's Service and a missing Prometheus Secret", func() {
 		ns := newNamespace("problems")
