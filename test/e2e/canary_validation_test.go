@@ -182,8 +182,10 @@ var _ = Describe("Canary admission", func() {
 		c := newCanary("immutable", nil)
 		Expect(k8s.Create(ctx(), c)).To(Succeed())
 		DeferCleanup(deleteCanary, c.Name)
+		// A patch without a resourceVersion: the Canary controller writes this Canary too.
+		orig := c.DeepCopy()
 		c.Spec.TargetRef.Name = "api"
-		err := k8s.Update(ctx(), c)
+		err := k8s.Patch(ctx(), c, client.MergeFrom(orig))
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("targetRef is immutable; create another Canary for another Deployment"))
 	})
