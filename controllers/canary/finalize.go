@@ -98,7 +98,7 @@ func (r *Reconciler) finalize(ctx context.Context, c *meshv1alpha1.Canary) (ctrl
 
 	before := c.DeepCopy()
 	controllerutil.RemoveFinalizer(c, Finalizer)
-	if err := r.Client.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if restore {

@@ -238,7 +238,9 @@ func (r *Reconciler) patchStatus(ctx context.Context, s *scope) error {
 func (r *Reconciler) addFinalizer(ctx context.Context, c *meshv1alpha1.Canary) error {
 	before := c.DeepCopy()
 	controllerutil.AddFinalizer(c, Finalizer)
-	if err := r.Client.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	// Under the controller's field manager: the finalizer is the only field of the user's
+	// object the operator writes outside status, and GitOps tools see who owns it.
+	if err := r.Client.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
 		return fmt.Errorf("adding the finalizer: %w", err)
 	}
 	r.writes.wrote(client.ObjectKeyFromObject(c), before.ResourceVersion)
