@@ -1,0 +1,175 @@
+package bundle
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	operatorsv1alpha1 "github.com/operator-framework/api/pkg/operators/v1alpha1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func testOptions(t *testing.T) Options {
+	return Options{Root: repoRoot(t), Image: "registry.example.com/meshplane:1.2.3", Version: "1.2.3", Channels: []string{"candidate"}, DefaultChannel: "candidate"}
+}
+
+// sourceObjects is config/manifests and config/istio-crds as kustomize builds them, for tests
+// that change the input before assembling.
+func sourceObjects(t *testing.T) ([]*unstructured.Unstructured, map[string]bool) {
+	t.Helper()
+	root := repoRoot(t)
+	objs, err := kustomize(root, ManifestsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	istio, err := kustomize(root, InternalCRDsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := map[string]bool{}
+	for _, o := range istio {
+		internal[o.GetName()] = true
+	}
+	return objs, internal
+}
+
+func csvOf(t *testing.T, files []File) *operatorsv1alpha1.ClusterServiceVersion {
+	t.Helper()
+	for _, f := range files {
+		if strings.HasSuffix(f.Path, ".clusterserviceversion.yaml") {
+			csv := &operatorsv1alpha1.ClusterServiceVersion{}
+			if err := yaml.UnmarshalStrict(f.Data, csv); err != nil {
+				t.Fatalf("decoding %s: %v", f.Path, err)
+			}
+			return csv
+		}
+	}
+	t.Fatal("no CSV among the generated files")
+	return nil
+}
+
+func TestGenerateIsDeterministic(t *testing.T) {
+	g := NewWithT(t)
+	first, err := Generate(testOptions(t))
+	g.Expect(err).NotTo(HaveOccurred())
+	second, err := Generate(testOptions(t))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(second).To(HaveLen(len(first)))
+	for i := range first {
+		g.Expect(second[i].Path).To(Equal(first[i].Path))
+		g.Expect(bytes.Equal(second[i].Data, first[i].Data)).To(BeTrue(), "%s differs between two runs", first[i].Path)
+		g.Expect(string(first[i].Data)).NotTo(ContainSubstring("createdAt"), "%s carries a timestamp", first[i].Path)
+	}
+}
+
+func TestImageAndVersionComeFromOptions(t *testing.T) {
+	g := NewWithT(t)
+	files, err := Generate(testOptions(t))
+	g.Expect(err).NotTo(HaveOccurred())
+	csv := csvOf(t, files)
+
+	g.Expect(csv.Name).To(Equal("meshplane.v1.2.3"))
+	g.Expect(csv.Spec.Version.String()).To(Equal("1.2.3"))
+	g.Expect(csv.Annotations).To(HaveKeyWithValue(AnnotationContainerImage, "registry.example.com/meshplane:1.2.3"))
+	g.Expect(csv.Spec.RelatedImages[0]).To(Equal(operatorsv1alpha1.RelatedImage{Name: OperatorImageName, Image: "registry.example.com/meshplane:1.2.3"}))
+	deployments := csv.Spec.InstallStrategy.StrategySpec.DeploymentSpecs
+	g.Expect(deployments).To(HaveLen(1))
+	g.Expect(deployments[0].Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/meshplane:1.2.3"))
+}
+
+// A CRD added to config/crd (as Canary and RemoteCluster will be) is owned, described and
+// must come with a sample: without one the generator names the kind and the fix.
+func TestEveryOwnedKindNeedsASample(t *testing.T) {
+	g := NewWithT(t)
+	objs, internal := sourceObjects(t)
+
+	var withCanary []*unstructured.Unstructured
+	for _, o := range objs {
+		withCanary = append(withCanary, o)
+		if o.GetKind() == "CustomResourceDefinition" && o.GetName() == "meshcontrolplanes.mesh.meshplane.io" {
+			canary := o.DeepCopy()
+			canary.SetName("canaries.mesh.meshplane.io")
+			g.Expect(unstructured.SetNestedField(canary.Object, "Canary", "spec", "names", "kind")).To(Succeed())
+			g.Expect(unstructured.SetNestedField(canary.Object, "canaries", "spec", "names", "plural")).To(Succeed())
+			withCanary = append(withCanary, canary)
+		}
+	}
+	_, err := assemble(withCanary, internal, []byte("<svg/>"), testOptions(t))
+	g.Expect(err).To(MatchError(And(
+		ContainSubstring("config/samples has no example of Canary mesh.meshplane.io/v1alpha1 (CRD canaries.mesh.meshplane.io)"),
+		ContainSubstring("config/samples/kustomization.yaml"),
+	)))
+
+	// With a sample, Canary is owned with descriptors and an example.
+	sample := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "mesh.meshplane.io/v1alpha1", "kind": "Canary",
+		"metadata": map[string]any{"name": "reviews"}, "spec": map[string]any{"version": "1.31.1"},
+	}}
+	files, err := assemble(append(withCanary, sample), internal, []byte("<svg/>"), testOptions(t))
+	g.Expect(err).NotTo(HaveOccurred())
+	csv := csvOf(t, files)
+	g.Expect(csv.Annotations[AnnotationExamples]).To(ContainSubstring(`"kind": "Canary"`))
+	var kinds []string
+	for _, d := range csv.Spec.CustomResourceDefinitions.Owned {
+		kinds = append(kinds, d.Kind)
+		if d.Kind == "Canary" {
+			g.Expect(d.SpecDescriptors).NotTo(BeEmpty())
+		}
+	}
+	g.Expect(kinds[:2]).To(Equal([]string{"Canary", "MeshControlPlane"}), "meshplane's kinds come first, by CRD name")
+}
+
+func TestRefusesWhatABundleCannotShip(t *testing.T) {
+	g := NewWithT(t)
+	objs, internal := sourceObjects(t)
+	webhook := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+		"metadata": map[string]any{"name": "meshplane-validator"},
+	}}
+	_, err := assemble(append(objs, webhook), internal, []byte("<svg/>"), testOptions(t))
+	g.Expect(err).To(MatchError(ContainSubstring(`ValidatingWebhookConfiguration "meshplane-validator", which a bundle cannot ship`)))
+}
+
+func TestRefusesABaseThatSetsGeneratedFields(t *testing.T) {
+	g := NewWithT(t)
+	objs, internal := sourceObjects(t)
+	for _, o := range objs {
+		if o.GetKind() == "ClusterServiceVersion" {
+			g.Expect(unstructured.SetNestedSlice(o.Object, []any{map[string]any{"name": "x", "image": "x:1"}}, "spec", "relatedImages")).To(Succeed())
+		}
+	}
+	_, err := assemble(objs, internal, []byte("<svg/>"), testOptions(t))
+	g.Expect(err).To(MatchError(ContainSubstring("sets fields the generator computes: spec.relatedImages")))
+}
+
+func TestOptionsAreRequired(t *testing.T) {
+	g := NewWithT(t)
+	_, err := Generate(Options{Root: repoRoot(t)})
+	g.Expect(err).To(MatchError("bundle options not set: image, version, channels"))
+	opts := testOptions(t)
+	opts.Version = "latest"
+	_, err = Generate(opts)
+	g.Expect(err).To(MatchError(ContainSubstring(`version "latest" is not a semantic version`)))
+}
