@@ -56,8 +56,18 @@ type sources struct {
 	others []*unstructured.Unstructured
 }
 
-func assemble(objs []*unstructured.Unstructured, internal map[string]bool, icon []byte, opts Options) ([]File, error) {
-	src, err := route(objs)
+func assemble(in inputs, opts Options) ([]File, error) {
+	internal := in.internalCRDs
+	// Samples are examples or nothing; the rest is the install.
+	var samples, install []*unstructured.Unstructured
+	for _, o := range in.objects {
+		if in.samples[key(o)] {
+			samples = append(samples, o)
+		} else {
+			install = append(install, o)
+		}
+	}
+	src, err := route(install)
 	if err != nil {
 		return nil, err
 	}
@@ -103,17 +113,26 @@ func assemble(objs []*unstructured.Unstructured, internal map[string]bool, icon 
 		files = append(files, File{Path: manifestPath(crd.Spec.Group + "_" + crd.Spec.Names.Plural), Data: data})
 	}
 
-	// The rest: examples of owned kinds, or objects shipped beside the CSV.
+	// Examples: the samples of meshplane's own kinds. Other samples (a demo workload beside a
+	// Canary) are not part of the install.
 	var examples []*unstructured.Unstructured
+	for _, o := range samples {
+		switch crd := ownedGVKs[o.GroupVersionKind()]; {
+		case crd == "":
+		case internal[crd]:
+			return nil, fmt.Errorf("%s holds a %s %q, an example of an internal object; alm-examples are for meshplane's own kinds", SamplesDir, o.GetKind(), o.GetName())
+		default:
+			examples = append(examples, o)
+		}
+	}
+
+	// The rest ships beside the CSV, if OLM can ship it.
 	var shipped []*unstructured.Unstructured
 	for _, o := range src.others {
 		gvk := o.GroupVersionKind()
 		switch {
 		case ownedGVKs[gvk] != "":
-			if internal[ownedGVKs[gvk]] {
-				return nil, fmt.Errorf("%s yields a %s %q, an example of an internal object; examples are for meshplane's own kinds", ManifestsDir, gvk.Kind, o.GetName())
-			}
-			examples = append(examples, o)
+			return nil, fmt.Errorf("%s yields a %s %q outside %s: a bundle cannot ship custom resources", ManifestsDir, gvk.Kind, o.GetName(), SamplesDir)
 		case consumed[key(o)]:
 			// Folded into the install strategy.
 		case slices.Contains(shippedKinds, gvk.Kind):
@@ -148,7 +167,7 @@ func assemble(objs []*unstructured.Unstructured, internal map[string]bool, icon 
 	csv.Spec.InstallStrategy = *strategy
 	csv.Spec.CustomResourceDefinitions.Owned = owned
 	csv.Spec.RelatedImages = relatedImages(opts.Image)
-	csv.Spec.Icon = []operatorsv1alpha1.Icon{{Data: base64.StdEncoding.EncodeToString(icon), MediaType: "image/svg+xml"}}
+	csv.Spec.Icon = []operatorsv1alpha1.Icon{{Data: base64.StdEncoding.EncodeToString(in.icon), MediaType: "image/svg+xml"}}
 	annotations := csv.GetAnnotations()
 	if annotations == nil {
 		annotations = map[string]string{}
@@ -464,8 +483,8 @@ func exampleAnnotation(examples []*unstructured.Unstructured, owned []operatorsv
 		}
 	}
 	if len(missing) > 0 {
-		return "", fmt.Errorf("config/samples has no example of %s: add a sample of each to config/samples and list it in config/samples/kustomization.yaml (the CSV's alm-examples, which the console offers as a starting point, are built from them)",
-			strings.Join(missing, ", "))
+		return "", fmt.Errorf("%s has no example of %s: add a sample of each to %s and list it in %s/kustomization.yaml (the CSV's alm-examples, which the console offers as a starting point, are built from them)",
+			SamplesDir, strings.Join(missing, ", "), SamplesDir, SamplesDir)
 	}
 	ordered := slices.Clone(examples)
 	slices.SortStableFunc(ordered, func(a, b *unstructured.Unstructured) int {

@@ -29,6 +29,9 @@ const (
 	ManifestsDir = "config/manifests"
 	// InternalCRDsDir holds the CRDs shipped for others (Istio's), marked internal objects.
 	InternalCRDsDir = "config/istio-crds"
+	// SamplesDir holds the samples: those of meshplane's kinds become alm-examples, others
+	// (a demo workload beside a sample) are not part of the install and stay out.
+	SamplesDir = "config/samples"
 	// IconFile is the operator's icon, embedded base64 in the CSV.
 	IconFile = "config/manifests/icon.svg"
 )
@@ -63,26 +66,43 @@ func Generate(opts Options) ([]File, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	objs, err := kustomize(opts.Root, ManifestsDir)
-	if err != nil {
+	in := inputs{internalCRDs: map[string]bool{}, samples: map[string]bool{}}
+	var err error
+	if in.objects, err = kustomize(opts.Root, ManifestsDir); err != nil {
 		return nil, err
 	}
 	internal, err := kustomize(opts.Root, InternalCRDsDir)
 	if err != nil {
 		return nil, err
 	}
-	internalNames := map[string]bool{}
 	for _, o := range internal {
 		if o.GetKind() != "CustomResourceDefinition" {
 			return nil, fmt.Errorf("%s holds a %s %q; it must hold only CustomResourceDefinitions", InternalCRDsDir, o.GetKind(), o.GetName())
 		}
-		internalNames[o.GetName()] = true
+		in.internalCRDs[o.GetName()] = true
 	}
-	icon, err := os.ReadFile(filepath.Join(opts.Root, IconFile))
+	samples, err := kustomize(opts.Root, SamplesDir)
 	if err != nil {
+		return nil, err
+	}
+	for _, o := range samples {
+		in.samples[key(o)] = true
+	}
+	if in.icon, err = os.ReadFile(filepath.Join(opts.Root, IconFile)); err != nil {
 		return nil, fmt.Errorf("reading the operator icon: %w", err)
 	}
-	return assemble(objs, internalNames, icon, opts)
+	return assemble(in, opts)
+}
+
+// inputs are what the bundle is assembled from.
+type inputs struct {
+	// objects are config/manifests' objects.
+	objects []*unstructured.Unstructured
+	// internalCRDs names config/istio-crds' CRDs.
+	internalCRDs map[string]bool
+	// samples holds the keys (kind/namespace/name) of config/samples' objects.
+	samples map[string]bool
+	icon    []byte
 }
 
 // Write replaces the bundle directory and bundle.Dockerfile under root with files, so a

@@ -2,9 +2,11 @@ package bundle
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -35,24 +37,47 @@ func testOptions(t *testing.T) Options {
 	return Options{Root: repoRoot(t), Image: "registry.example.com/meshplane:1.2.3", Version: "1.2.3", Channels: []string{"candidate"}, DefaultChannel: "candidate"}
 }
 
-// sourceObjects is config/manifests and config/istio-crds as kustomize builds them, for tests
-// that change the input before assembling.
-func sourceObjects(t *testing.T) ([]*unstructured.Unstructured, map[string]bool) {
+var cachedInputs struct {
+	once sync.Once
+	in   inputs
+	err  error
+}
+
+// sourceInputs are the generator's inputs as kustomize builds them from config/, for tests
+// that change them before assembling. Each call returns a deep copy.
+func sourceInputs(t *testing.T) inputs {
 	t.Helper()
 	root := repoRoot(t)
-	objs, err := kustomize(root, ManifestsDir)
-	if err != nil {
-		t.Fatal(err)
+	cachedInputs.once.Do(func() {
+		in := inputs{internalCRDs: map[string]bool{}, samples: map[string]bool{}, icon: []byte("<svg/>")}
+		var istio, samples []*unstructured.Unstructured
+		if in.objects, cachedInputs.err = kustomize(root, ManifestsDir); cachedInputs.err != nil {
+			return
+		}
+		if istio, cachedInputs.err = kustomize(root, InternalCRDsDir); cachedInputs.err != nil {
+			return
+		}
+		if samples, cachedInputs.err = kustomize(root, SamplesDir); cachedInputs.err != nil {
+			return
+		}
+		for _, o := range istio {
+			in.internalCRDs[o.GetName()] = true
+		}
+		for _, o := range samples {
+			in.samples[key(o)] = true
+		}
+		cachedInputs.in = in
+	})
+	if cachedInputs.err != nil {
+		t.Fatal(cachedInputs.err)
 	}
-	istio, err := kustomize(root, InternalCRDsDir)
-	if err != nil {
-		t.Fatal(err)
+	in := cachedInputs.in
+	in.objects = nil
+	for _, o := range cachedInputs.in.objects {
+		in.objects = append(in.objects, o.DeepCopy())
 	}
-	internal := map[string]bool{}
-	for _, o := range istio {
-		internal[o.GetName()] = true
-	}
-	return objs, internal
+	in.samples = maps.Clone(cachedInputs.in.samples)
+	return in
 }
 
 func csvOf(t *testing.T, files []File) *operatorsv1alpha1.ClusterServiceVersion {
@@ -103,10 +128,10 @@ func TestImageAndVersionComeFromOptions(t *testing.T) {
 // must come with a sample: without one the generator names the kind and the fix.
 func TestEveryOwnedKindNeedsASample(t *testing.T) {
 	g := NewWithT(t)
-	objs, internal := sourceObjects(t)
+	in := sourceInputs(t)
 
 	var withCanary []*unstructured.Unstructured
-	for _, o := range objs {
+	for _, o := range in.objects {
 		withCanary = append(withCanary, o)
 		if o.GetKind() == "CustomResourceDefinition" && o.GetName() == "meshcontrolplanes.mesh.meshplane.io" {
 			canary := o.DeepCopy()
@@ -116,7 +141,8 @@ func TestEveryOwnedKindNeedsASample(t *testing.T) {
 			withCanary = append(withCanary, canary)
 		}
 	}
-	_, err := assemble(withCanary, internal, []byte("<svg/>"), testOptions(t))
+	in.objects = withCanary
+	_, err := assemble(in, testOptions(t))
 	g.Expect(err).To(MatchError(And(
 		ContainSubstring("config/samples has no example of Canary mesh.meshplane.io/v1alpha1 (CRD canaries.mesh.meshplane.io)"),
 		ContainSubstring("config/samples/kustomization.yaml"),
@@ -127,7 +153,9 @@ func TestEveryOwnedKindNeedsASample(t *testing.T) {
 		"apiVersion": "mesh.meshplane.io/v1alpha1", "kind": "Canary",
 		"metadata": map[string]any{"name": "reviews"}, "spec": map[string]any{"version": "1.31.1"},
 	}}
-	files, err := assemble(append(withCanary, sample), internal, []byte("<svg/>"), testOptions(t))
+	in.objects = append(withCanary, sample)
+	in.samples[key(sample)] = true
+	files, err := assemble(in, testOptions(t))
 	g.Expect(err).NotTo(HaveOccurred())
 	csv := csvOf(t, files)
 	g.Expect(csv.Annotations[AnnotationExamples]).To(ContainSubstring(`"kind": "Canary"`))
@@ -143,24 +171,50 @@ func TestEveryOwnedKindNeedsASample(t *testing.T) {
 
 func TestRefusesWhatABundleCannotShip(t *testing.T) {
 	g := NewWithT(t)
-	objs, internal := sourceObjects(t)
 	webhook := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
 		"metadata": map[string]any{"name": "meshplane-validator"},
 	}}
-	_, err := assemble(append(objs, webhook), internal, []byte("<svg/>"), testOptions(t))
+	in := sourceInputs(t)
+	in.objects = append(in.objects, webhook)
+	_, err := assemble(in, testOptions(t))
 	g.Expect(err).To(MatchError(ContainSubstring(`ValidatingWebhookConfiguration "meshplane-validator", which a bundle cannot ship`)))
+
+	// A custom resource is a sample or nothing: a bundle cannot create one.
+	mcp := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "mesh.meshplane.io/v1alpha1", "kind": "MeshControlPlane", "metadata": map[string]any{"name": "extra"},
+	}}
+	in = sourceInputs(t)
+	in.objects = append(in.objects, mcp)
+	_, err = assemble(in, testOptions(t))
+	g.Expect(err).To(MatchError(ContainSubstring(`MeshControlPlane "extra" outside config/samples: a bundle cannot ship custom resources`)))
+}
+
+// A sample's supporting objects (a demo workload beside a Canary) are not part of the install.
+func TestSamplesOfOtherKindsStayOut(t *testing.T) {
+	g := NewWithT(t)
+	app := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "reviews"},
+	}}
+	in := sourceInputs(t)
+	in.objects = append(in.objects, app)
+	in.samples[key(app)] = true
+	files, err := assemble(in, testOptions(t))
+	g.Expect(err).NotTo(HaveOccurred())
+	csv := csvOf(t, files)
+	g.Expect(csv.Spec.InstallStrategy.StrategySpec.DeploymentSpecs).To(HaveLen(1))
+	g.Expect(csv.Annotations[AnnotationExamples]).NotTo(ContainSubstring("reviews"))
 }
 
 func TestRefusesABaseThatSetsGeneratedFields(t *testing.T) {
 	g := NewWithT(t)
-	objs, internal := sourceObjects(t)
-	for _, o := range objs {
+	in := sourceInputs(t)
+	for _, o := range in.objects {
 		if o.GetKind() == "ClusterServiceVersion" {
 			g.Expect(unstructured.SetNestedSlice(o.Object, []any{map[string]any{"name": "x", "image": "x:1"}}, "spec", "relatedImages")).To(Succeed())
 		}
 	}
-	_, err := assemble(objs, internal, []byte("<svg/>"), testOptions(t))
+	_, err := assemble(in, testOptions(t))
 	g.Expect(err).To(MatchError(ContainSubstring("sets fields the generator computes: spec.relatedImages")))
 }
 
