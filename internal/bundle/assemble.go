@@ -52,7 +52,7 @@ type sources struct {
 	crdObjects  map[string]*unstructured.Unstructured // by name, as kustomize built them
 	// roles and bindings, keyed by kind/namespace/name.
 	roles, bindings map[string]*unstructured.Unstructured
-	// others are candidates for shipping beside the CSV, or examples of owned kinds.
+	// others ship beside the CSV unless the install strategy consumes them.
 	others []*unstructured.Unstructured
 }
 
@@ -119,6 +119,7 @@ func assemble(in inputs, opts Options) ([]File, error) {
 	for _, o := range samples {
 		switch crd := ownedGVKs[o.GroupVersionKind()]; {
 		case crd == "":
+			// Not one of the bundle's kinds: stays out.
 		case internal[crd]:
 			return nil, fmt.Errorf("%s holds a %s %q, an example of an internal object; alm-examples are for meshplane's own kinds", SamplesDir, o.GetKind(), o.GetName())
 		default:
