@@ -1,4 +1,4 @@
-// Package v1alpha1 contains the meshplane API: MeshControlPlane and, later, Canary and
+// Package v1alpha1 contains the meshplane API: MeshControlPlane, Canary and, later,
 // RemoteCluster, in the group mesh.meshplane.io.
 // +kubebuilder:object:generate=true
 // +kubebuilder:ac:generate=true

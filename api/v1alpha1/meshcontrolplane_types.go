@@ -20,6 +20,8 @@ const (
 )
 
 // MeshControlPlaneSpec is the desired state of an Istio control plane.
+// +kubebuilder:validation:XValidation:rule="!(has(self.telemetry) && has(self.telemetry.accessLogging) && has(self.meshConfig) && (has(self.meshConfig.accessLogFile) || has(self.meshConfig.accessLogEncoding)))",message="set access logging in spec.telemetry.accessLogging or in spec.meshConfig.accessLogFile and accessLogEncoding, not both: Istio ignores the mesh config's access log wherever a Telemetry configures access logging"
+// +kubebuilder:validation:XValidation:rule="!(has(self.telemetry) && has(self.telemetry.tracing) && has(self.telemetry.tracing.samplingPercentage) && has(self.meshConfig) && has(self.meshConfig.tracing))",message="set the sampling percentage in spec.telemetry.tracing.samplingPercentage or in spec.meshConfig.tracing, not both: the Telemetry's rate replaces the mesh default"
 type MeshControlPlaneSpec struct {
 	// version is the Istio release to install. Only the releases meshplane supports are
 	// accepted (the newest patch of each of the three newest minors); it defaults to the newest.
@@ -89,6 +91,105 @@ type MeshControlPlaneSpec struct {
 	// certificates with.
 	// +optional
 	Security *SecuritySpec `json:"security,omitempty"`
+
+	// telemetry configures the mesh's observability with Istio's Telemetry API: access logs,
+	// tracing to a Zipkin or OpenTelemetry collector, and the annotations Prometheus finds
+	// metrics by. Access logging and tracing are rendered as the mesh-wide Telemetry
+	// "mesh-default" ("mesh-default-<revision>") in the control plane's namespace, with the
+	// collector as a meshConfig extension provider; namespace and workload Telemetry
+	// resources still override it.
+	// +optional
+	Telemetry *TelemetrySpec `json:"telemetry,omitempty"`
+}
+
+// TelemetrySpec configures access logs, tracing and metrics scraping for the whole mesh.
+type TelemetrySpec struct {
+	// accessLogging turns Envoy's access logs to standard output on or off for every proxy,
+	// in the mesh-wide Telemetry. It replaces spec.meshConfig.accessLogFile and
+	// accessLogEncoding (and the demo profile's access logs), which cannot be set with it.
+	// +optional
+	AccessLogging *AccessLogging `json:"accessLogging,omitempty"`
+
+	// tracing sends spans to a Zipkin or OpenTelemetry collector.
+	// +optional
+	Tracing *TelemetryTracing `json:"tracing,omitempty"`
+
+	// metrics configures how Prometheus finds the mesh's metrics.
+	// +optional
+	Metrics *TelemetryMetrics `json:"metrics,omitempty"`
+}
+
+// AccessLogging configures the proxies' access logs.
+type AccessLogging struct {
+	// enabled writes an access log line per request to each proxy's standard output
+	// (true, the default when accessLogging is set) or turns access logs off mesh-wide.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// encoding of the lines: TEXT (default: Envoy's text format, Istio's built-in "envoy"
+	// provider) or JSON (Istio's default JSON fields, the extension provider "envoy-json").
+	// +optional
+	Encoding AccessLogEncoding `json:"encoding,omitempty"`
+}
+
+// TelemetryTracing sends spans to one collector.
+// +kubebuilder:validation:XValidation:rule="[has(self.zipkin), has(self.openTelemetry)].filter(x, x).size() == 1",message="tracing must set exactly one of zipkin or openTelemetry: the collector the proxies send spans to"
+type TelemetryTracing struct {
+	// zipkin sends spans in Zipkin's format (to Zipkin, or Jaeger's Zipkin endpoint), as the
+	// meshConfig extension provider "zipkin".
+	// +optional
+	Zipkin *TracingCollector `json:"zipkin,omitempty"`
+
+	// openTelemetry sends spans over OTLP/gRPC to an OpenTelemetry collector, as the
+	// meshConfig extension provider "otel-tracing".
+	// +optional
+	OpenTelemetry *TracingCollector `json:"openTelemetry,omitempty"`
+
+	// samplingPercentage is the percentage of requests traced when no upstream decision was
+	// made, from "0" to "100" with up to two decimals (for example "1" or "0.05"). Unset, the
+	// mesh default applies: spec.meshConfig.tracing.samplingPercentage, else 1 (100 in the
+	// demo profile), which pods may override with proxy.istio.io/config.
+	// +kubebuilder:validation:MaxLength=6
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(100([.]0{1,2})?|[0-9]{1,2}([.][0-9]{1,2})?)$')",message="samplingPercentage must be a number from 0 to 100 with at most two decimals, such as \"1\" or \"0.05\""
+	// +optional
+	SamplingPercentage string `json:"samplingPercentage,omitempty"`
+}
+
+// TracingCollector is where proxies send spans.
+type TracingCollector struct {
+	// service is the collector's fully qualified host name as the mesh knows it: a Kubernetes
+	// Service (otel-collector.observability.svc.cluster.local) or a ServiceEntry host,
+	// prefixed with "<namespace>/" only when the host alone is ambiguous.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+$')",message="service must be the collector's fully qualified host name, such as otel-collector.observability.svc.cluster.local, optionally prefixed with <namespace>/"
+	// +required
+	Service string `json:"service"`
+
+	// port the collector receives spans on (Zipkin usually listens on 9411, OTLP/gRPC on 4317).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	Port int32 `json:"port"`
+}
+
+// TelemetryMetrics configures metrics scraping.
+type TelemetryMetrics struct {
+	// prometheus configures how Prometheus discovers the mesh's metrics.
+	// +optional
+	Prometheus *PrometheusMetrics `json:"prometheus,omitempty"`
+}
+
+// PrometheusMetrics configures Prometheus' annotation-based discovery.
+type PrometheusMetrics struct {
+	// scrapeAnnotations (true, the default, as upstream Istio) puts the prometheus.io/scrape,
+	// port and path annotations on istiod's and the gateways' pods, and sets meshConfig
+	// enablePrometheusMerge so injected pods are annotated for the metrics their agent
+	// merges on port 15020. Set it to false when Prometheus Operator monitors scrape the
+	// mesh: no pod gets these annotations, and applications keep their own. Changing it
+	// rolls istiod and the gateways.
+	// +optional
+	ScrapeAnnotations *bool `json:"scrapeAnnotations,omitempty"`
 }
 
 // SecuritySpec configures mesh-wide mutual TLS and the certificate authority.
@@ -559,6 +660,11 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionStalled is True when the operator cannot proceed without a change by the user.
 	ConditionStalled = "Stalled"
+	// ConditionReconciling is True while the operator still works towards the current
+	// generation (a rollout, a wait for cert-manager, a retried apply). It is kstatus'
+	// "Reconciling" (sigs.k8s.io/cli-utils/pkg/kstatus): never True together with Stalled,
+	// so kstatus reads InProgress or Failed whatever the order of the conditions.
+	ConditionReconciling = "Reconciling"
 	// ConditionCAWarning is True when the plugged or cert-manager CA material istiod uses is
 	// valid but needs attention: a certificate in the last sixth of its lifetime (at most 30
 	// days before it expires), or a ca-cert.pem holding more than the signing certificate. It
@@ -578,6 +684,8 @@ const (
 	ReasonInvalidSpec        = "InvalidSpec"
 	ReasonNoProblems         = "NoProblems"
 	ReasonReconcileError     = "ReconcileError"
+	// ReasonUpToDate: Reconciling is False because nothing is left to do for this generation.
+	ReasonUpToDate = "UpToDate"
 	// ReasonInvalidCA: the plugged or issued CA material cannot be used (or is missing).
 	ReasonInvalidCA = "InvalidCA"
 	// ReasonIssuerNotFound: the cert-manager issuer of spec.security.certificateAuthority does
@@ -700,11 +808,14 @@ type RevisionStatus struct {
 
 // MeshControlPlaneStatus is the observed state of a MeshControlPlane.
 type MeshControlPlaneStatus struct {
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the conditions describe: the operator has seen it
+	// and acted on it, successfully or not (Reconciled says which). It starts at 0, so a
+	// MeshControlPlane the operator has not seen yet reads as in progress, not as done.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (the summary), Reconciled, Progressing and Stalled.
+	// conditions: Ready (the summary), Reconciled, Progressing, Reconciling and Stalled.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
@@ -758,7 +869,10 @@ type MeshControlPlane struct {
 	// +optional
 	Spec MeshControlPlaneSpec `json:"spec"`
 
-	// status is what the operator observed.
+	// status is what the operator observed. The schema defaults it to observedGeneration 0
+	// until the operator writes it, so kstatus and Argo CD never take an unseen
+	// MeshControlPlane for a reconciled one.
+	// +kubebuilder:default={}
 	// +optional
 	Status MeshControlPlaneStatus `json:"status,omitempty"`
 }

@@ -63,7 +63,7 @@ func run() error {
 
 	step("starting the local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok")
 	start := time.Now()
-	cluster, err := devcluster.Start(ctx, devcluster.Options{LogDir: logDir})
+	cluster, err := devcluster.Start(ctx, devcluster.Options{LogDir: logDir, Metrics: true})
 	if err != nil {
 		return err
 	}
@@ -113,6 +113,7 @@ func run() error {
 	fmt.Println("    kubectl get mcp")
 	fmt.Println("    kubectl wait --for=condition=Ready mcp/default")
 	fmt.Printf("    kubectl get pods -n %s -o jsonpath='{.items[0].spec.containers[*].name}'\n", demoNamespace)
+	fmt.Printf("    curl -s %s | grep ^meshplane_   # the operator's metrics\n", cluster.MetricsURL)
 	if os.Getenv("DEMO_EXIT") == "1" {
 		step("DEMO_EXIT=1: exiting")
 		return nil

@@ -23,6 +23,8 @@ func main() {
 		"Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&opts.Namespace, "namespace", os.Getenv("POD_NAMESPACE"),
 		"The operator's namespace (its webhook certificate lives there; never injected).")
+	flag.BoolVar(&opts.IstioValidation, "istio-validation", true,
+		"Render each revision's istio-validator ValidatingWebhookConfiguration, so istiod validates Istio config at admission.")
 	var hooks operator.WebhookOptions
 	flag.IntVar(&hooks.Port, "webhook-port", 9443, "Port the admission webhook server listens on.")
 	flag.StringVar(&hooks.ServiceName, "webhook-service-name", "meshplane-webhook-service",

@@ -35,6 +35,12 @@ func (r *Reconciler) resolve(_ context.Context, s *scope) error {
 		}
 		cp.Webhook = &ep
 	}
+	if r.IstioValidation {
+		cp.Validation = &render.ValidationEndpoint{}
+		if r.IstiodWebhookURL != nil {
+			cp.Validation.URL = r.IstiodWebhookURL(cp.Namespace, cp.Revision)
+		}
+	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"istio.io/api/annotation"
 	"istio.io/api/label"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -55,8 +56,10 @@ var OwnedTypes = []client.Object{
 	&autoscalingv2.HorizontalPodAutoscaler{},
 	&policyv1.PodDisruptionBudget{},
 	&admissionregistrationv1.MutatingWebhookConfiguration{},
+	&admissionregistrationv1.ValidatingWebhookConfiguration{},
 	&corev1.Secret{},
 	&securityv1.PeerAuthentication{},
+	&telemetryv1.Telemetry{},
 }
 
 // podRevisionIndex indexes the cached injected pods by their istio.io/rev annotation.
@@ -80,6 +83,14 @@ type Reconciler struct {
 	// CABundleChanged delivers an event whenever the CA bundle changes, so every webhook
 	// configuration is re-rendered with it.
 	CABundleChanged <-chan event.GenericEvent
+
+	// IstioValidation renders each revision's istio-validator, through which the API server
+	// has istiod validate Istio config.
+	IstioValidation bool
+	// IstiodWebhookURL, when set, returns the base URL at which the API server calls the
+	// istiod of a namespace and revision ("" for the default revision), instead of its
+	// Service: for istiod running outside the cluster, as in the local control plane's tests.
+	IstiodWebhookURL func(namespace, revision string) string
 
 	ownedKinds []schema.GroupVersionKind
 }

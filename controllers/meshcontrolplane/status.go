@@ -125,6 +125,11 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 		set(meshv1alpha1.ConditionReady, metav1.ConditionFalse, reason, "See the Reconciled condition")
 	}
 
+	setReconciling(st, generation, f)
+
+	// The conditions now describe this generation, whatever their verdict: kstatus reads a
+	// stale observedGeneration as "not seen yet", which would hide a Stalled generation.
+	st.ObservedGeneration = generation
 	if f.invalidSpec != "" {
 		return // nothing was observed; keep the last observation
 	}
@@ -161,8 +166,31 @@ func computeStatus(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f 
 	case f.ca.warnings != nil:
 		set(meshv1alpha1.ConditionCAWarning, metav1.ConditionFalse, meshv1alpha1.ReasonNoWarnings, "The CA material needs no attention")
 	}
-	if healthy {
-		st.ObservedGeneration = generation
+}
+
+// setReconciling sets kstatus' Reconciling from the other conditions: True while the operator
+// still works towards this generation, False once it is done or Stalled (never both True, so
+// kstatus reads InProgress or Failed whatever the order of the conditions).
+func setReconciling(st *meshv1alpha1.MeshControlPlaneStatus, generation int64, f facts) {
+	set := func(s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: meshv1alpha1.ConditionReconciling, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation,
+		})
+	}
+	stalled := meta.FindStatusCondition(st.Conditions, meshv1alpha1.ConditionStalled)
+	ready := meta.FindStatusCondition(st.Conditions, meshv1alpha1.ConditionReady)
+	switch {
+	case stalled.Status == metav1.ConditionTrue:
+		set(metav1.ConditionFalse, stalled.Reason, "Stopped until the problem reported in Stalled is fixed")
+	case ready.Status == metav1.ConditionTrue:
+		set(metav1.ConditionFalse, meshv1alpha1.ReasonUpToDate, "Nothing left to do for this generation")
+	case len(f.applyErrors) > 0:
+		set(metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, "Retrying: "+joinSorted(f.applyErrors))
+	case f.ca.reason == meshv1alpha1.ReasonCertificateNotReady:
+		set(metav1.ConditionTrue, f.ca.reason, f.ca.message)
+	default:
+		// Rolling out: Ready says what it waits for.
+		set(metav1.ConditionTrue, ready.Reason, ready.Message)
 	}
 }
 

@@ -9,8 +9,18 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/argocdhealth"
 )
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 func conditions(st meshv1alpha1.MeshControlPlaneStatus) map[string]string {
 	out := map[string]string{}
@@ -29,17 +39,19 @@ func TestComputeStatus(t *testing.T) {
 		name     string
 		facts    facts
 		want     map[string]string
-		wantGen  int64
 		wantComp []meshv1alpha1.ComponentStatus
+		// What kstatus and Argo CD's health check (config/argocd) make of it.
+		wantKstatus kstatus.Status
+		wantArgo    string
 	}{
 		{
 			name:  "available",
 			facts: facts{components: []componentFacts{ready}, revision: "default", version: "1.31.1"},
 			want: map[string]string{
 				"Ready": "True/Available", "Reconciled": "True/Applied",
-				"Progressing": "False/RolledOut", "Stalled": "False/NoProblems",
+				"Progressing": "False/RolledOut", "Stalled": "False/NoProblems", "Reconciling": "False/UpToDate",
 			},
-			wantGen: 7,
+			wantKstatus: kstatus.CurrentStatus, wantArgo: argocdhealth.Healthy,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
 				Ready: true, Replicas: 1, ReadyReplicas: 1}},
 		},
@@ -48,9 +60,9 @@ func TestComputeStatus(t *testing.T) {
 			facts: facts{components: []componentFacts{rolling}, revision: "default", version: "1.31.1"},
 			want: map[string]string{
 				"Ready": "False/ComponentsNotReady", "Reconciled": "True/Applied",
-				"Progressing": "True/RollingOut", "Stalled": "False/NoProblems",
+				"Progressing": "True/RollingOut", "Stalled": "False/NoProblems", "Reconciling": "True/ComponentsNotReady",
 			},
-			wantGen:  7,
+			wantKstatus: kstatus.InProgressStatus, wantArgo: argocdhealth.Progressing,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system", Replicas: 1}},
 		},
 		{
@@ -59,9 +71,9 @@ func TestComputeStatus(t *testing.T) {
 				ca: caFacts{reason: meshv1alpha1.ReasonInvalidCA, message: "the CA in Secret istio-system/cacerts cannot be used: x", hold: true}},
 			want: map[string]string{
 				"Ready": "False/InvalidCA", "Reconciled": "False/InvalidCA",
-				"Progressing": "False/ReconcileError", "Stalled": "True/InvalidCA",
+				"Progressing": "False/ReconcileError", "Stalled": "True/InvalidCA", "Reconciling": "False/InvalidCA",
 			},
-			wantGen: 3,
+			wantKstatus: kstatus.FailedStatus, wantArgo: argocdhealth.Degraded,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
 				Ready: true, Replicas: 1, ReadyReplicas: 1}},
 		},
@@ -71,20 +83,20 @@ func TestComputeStatus(t *testing.T) {
 				ca: caFacts{reason: meshv1alpha1.ReasonCertificateNotReady, message: "waiting for cert-manager", hold: true}},
 			want: map[string]string{
 				"Ready": "False/CertificateNotReady", "Reconciled": "False/CertificateNotReady",
-				"Progressing": "True/CertificateNotReady", "Stalled": "False/NoProblems",
+				"Progressing": "True/CertificateNotReady", "Stalled": "False/NoProblems", "Reconciling": "True/CertificateNotReady",
 			},
-			wantGen: 3,
+			wantKstatus: kstatus.InProgressStatus, wantArgo: argocdhealth.Progressing,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
 				Ready: true, Replicas: 1, ReadyReplicas: 1}},
 		},
 		{
-			name:  "conflict stalls and does not claim the generation",
+			name:  "conflict stalls",
 			facts: facts{conflicts: []string{"b conflict", "a conflict"}, components: []componentFacts{ready}},
 			want: map[string]string{
 				"Ready": "False/ResourceConflict", "Reconciled": "False/ResourceConflict",
-				"Progressing": "False/ReconcileError", "Stalled": "True/ResourceConflict",
+				"Progressing": "False/ReconcileError", "Stalled": "True/ResourceConflict", "Reconciling": "False/ResourceConflict",
 			},
-			wantGen: 3,
+			wantKstatus: kstatus.FailedStatus, wantArgo: argocdhealth.Degraded,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "istiod", Component: "Pilot", Namespace: "istio-system",
 				Ready: true, Replicas: 1, ReadyReplicas: 1}},
 		},
@@ -93,18 +105,18 @@ func TestComputeStatus(t *testing.T) {
 			facts: facts{applyErrors: []string{"applying Service istio-system/istiod: boom"}},
 			want: map[string]string{
 				"Ready": "False/ApplyFailed", "Reconciled": "False/ApplyFailed",
-				"Progressing": "False/ReconcileError", "Stalled": "False/NoProblems",
+				"Progressing": "False/ReconcileError", "Stalled": "False/NoProblems", "Reconciling": "True/ApplyFailed",
 			},
-			wantGen: 3,
+			wantKstatus: kstatus.InProgressStatus, wantArgo: argocdhealth.Progressing,
 		},
 		{
 			name:  "invalid spec stalls and keeps the last observation",
 			facts: facts{invalidSpec: `Istio version "1.2.3" is not supported`},
 			want: map[string]string{
 				"Ready": "False/InvalidSpec", "Reconciled": "False/InvalidSpec",
-				"Progressing": "False/ReconcileError", "Stalled": "True/InvalidSpec",
+				"Progressing": "False/ReconcileError", "Stalled": "True/InvalidSpec", "Reconciling": "False/InvalidSpec",
 			},
-			wantGen:  3,
+			wantKstatus: kstatus.FailedStatus, wantArgo: argocdhealth.Degraded,
 			wantComp: []meshv1alpha1.ComponentStatus{{Name: "previous"}},
 		},
 	}
@@ -114,12 +126,34 @@ func TestComputeStatus(t *testing.T) {
 			st := meshv1alpha1.MeshControlPlaneStatus{ObservedGeneration: 3, Components: []meshv1alpha1.ComponentStatus{{Name: "previous"}}}
 			computeStatus(&st, 7, tt.facts)
 			g.Expect(conditions(st)).To(Equal(tt.want))
-			g.Expect(st.ObservedGeneration).To(Equal(tt.wantGen))
+			g.Expect(st.ObservedGeneration).To(BeEquivalentTo(7), "the conditions describe generation 7, whatever their verdict")
+			g.Expect(meta.IsStatusConditionTrue(st.Conditions, meshv1alpha1.ConditionReconciling) &&
+				meta.IsStatusConditionTrue(st.Conditions, meshv1alpha1.ConditionStalled)).To(BeFalse(),
+				"kstatus takes whichever of Reconciling and Stalled comes first: never both True")
 			g.Expect(st.Components).To(Equal(tt.wantComp))
 			for _, c := range st.Conditions {
 				g.Expect(c.ObservedGeneration).To(BeEquivalentTo(7))
 				g.Expect(c.Message).NotTo(BeEmpty())
 			}
+
+			mcp := &meshv1alpha1.MeshControlPlane{ObjectMeta: metav1.ObjectMeta{Name: "default", Generation: 7}, Status: st}
+			u, err := argocdhealth.ToUnstructured(mcp)
+			g.Expect(err).NotTo(HaveOccurred())
+			res, err := kstatus.Compute(u)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(res.Status).To(Equal(tt.wantKstatus), res.Message)
+			health, err := argocdhealth.Check(mcp)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(health.Status).To(Equal(tt.wantArgo), health.Message)
+			g.Expect(health.Message).NotTo(BeEmpty())
+
+			// The next generation, before the operator has seen it: in progress for both.
+			mcp.Generation = 8
+			res, err = kstatus.Compute(must(argocdhealth.ToUnstructured(mcp)))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(res.Status).To(Equal(kstatus.InProgressStatus))
+			g.Expect(argocdhealth.Check(mcp)).To(Equal(argocdhealth.Health{Status: argocdhealth.Progressing,
+				Message: "Waiting for the operator to observe generation 8 (status is for 7)"}))
 		})
 	}
 }

@@ -92,6 +92,29 @@ func (u Unstructured) GetNamespace() *string { return ptrTo(u.Unstructured.GetNa
 // MarshalJSON encodes the object's content.
 func (u Unstructured) MarshalJSON() ([]byte, error) { return json.Marshal(u.Object) }
 
+// SeedFieldOwner is the field manager of seeded fields (see Seeded): a manager of its own,
+// so the operator's regular applies never own them.
+const SeedFieldOwner = "meshplane-bootstrap"
+
+// Seeded is a desired object with fields the operator sets only when it creates the object,
+// and then leaves to another controller (istiod takes over a validating webhook's
+// failurePolicy, switching it to Fail once it serves). Apply creates the object from
+// Initial under SeedFieldOwner, takes what Object holds under its own field manager, then
+// has SeedFieldOwner keep only Seed's fields. From then on it applies and compares Object
+// alone, so it neither reverts the other controller's values nor sees them as drift, and a
+// field later dropped from Object is removed rather than kept alive by the seed's owner.
+type Seeded struct {
+	// Object is what the operator applies on every pass; it never sets the seeded fields.
+	Object
+	// Initial is Object plus the seeded fields: the object as it is created.
+	Initial Object
+	// Seed holds only the seeded fields, with the keys that locate them (list item names).
+	Seed Object
+}
+
+// MarshalJSON encodes what the operator applies on every pass.
+func (s *Seeded) MarshalJSON() ([]byte, error) { return json.Marshal(s.Object) }
+
 // NewApplier returns an Applier for the field manager fieldOwner.
 func NewApplier(c client.Client, apiReader client.Reader, scheme *runtime.Scheme, fieldOwner string) *Applier {
 	return &Applier{
@@ -114,6 +137,10 @@ func Identity(desired Object) (schema.GroupVersionKind, client.ObjectKey) {
 // whether a write was sent, and a *ConflictError when the object exists and owner does not
 // control it (the object is then left untouched).
 func (a *Applier) Apply(ctx context.Context, owner metav1.Object, desired Object) (bool, error) {
+	seeded, _ := desired.(*Seeded)
+	if seeded != nil {
+		desired = seeded.Object
+	}
 	gvk, key := Identity(desired)
 	live, err := a.newObject(gvk)
 	if err != nil {
@@ -126,6 +153,9 @@ func (a *Applier) Apply(ctx context.Context, owner metav1.Object, desired Object
 		meta.SetGroupVersionKind(gvk)
 		switch err := a.APIReader.Get(ctx, key, meta); {
 		case apierrors.IsNotFound(err):
+			if seeded != nil {
+				return true, a.create(ctx, seeded, gvk, key)
+			}
 		case err != nil:
 			return false, fmt.Errorf("reading %s %s: %w", gvk.Kind, displayKey(key), err)
 		case !metav1.IsControlledBy(meta, owner):
@@ -154,6 +184,24 @@ func (a *Applier) Apply(ctx context.Context, owner metav1.Object, desired Object
 		return false, fmt.Errorf("applying %s %s: %w", gvk.Kind, displayKey(key), err)
 	}
 	return true, nil
+}
+
+// create creates a Seeded object: from Initial under SeedFieldOwner, then Object under the
+// applier's own manager, then SeedFieldOwner keeps only Seed's fields. The seed's applies
+// are never forced, so they cannot overwrite another controller's values: should the
+// object have appeared meanwhile, the first conflicts (and the next pass finds the object),
+// and a conflict in the last means the other controller has already taken over.
+func (a *Applier) create(ctx context.Context, s *Seeded, gvk schema.GroupVersionKind, key client.ObjectKey) error {
+	if err := a.Client.Apply(ctx, s.Initial, client.FieldOwner(SeedFieldOwner)); err != nil {
+		return fmt.Errorf("creating %s %s: %w", gvk.Kind, displayKey(key), err)
+	}
+	if err := a.Client.Apply(ctx, s.Object, client.FieldOwner(a.FieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %s %s: %w", gvk.Kind, displayKey(key), err)
+	}
+	if err := a.Client.Apply(ctx, s.Seed, client.FieldOwner(SeedFieldOwner)); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("handing over %s %s: %w", gvk.Kind, displayKey(key), err)
+	}
+	return nil
 }
 
 func (a *Applier) newObject(gvk schema.GroupVersionKind) (client.Object, error) {

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,6 +83,13 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 				{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayTypeIngress},
 				{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayTypeEgress, Namespace: "cp1-egress"},
 			}
+			// A mesh-wide Telemetry (Istio's type, with protobuf wrappers: a bool and a
+			// fractional double).
+			s.Telemetry = &meshv1alpha1.TelemetrySpec{
+				AccessLogging: &meshv1alpha1.AccessLogging{Enabled: ptr.To(false), Encoding: "JSON"},
+				Tracing: &meshv1alpha1.TelemetryTracing{SamplingPercentage: "0.05", OpenTelemetry: &meshv1alpha1.TracingCollector{
+					Service: "otel-collector.observability.svc.cluster.local", Port: 4317}},
+			}
 		},
 		"cp2": func(s *meshv1alpha1.MeshControlPlaneSpec) {
 			s.Revision = "canary"
@@ -148,6 +156,9 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 			if name == "cp2" {
 				cp.Webhook = &render.WebhookEndpoint{ServiceNamespace: "meshplane-system", ServiceName: "webhooks", ServicePort: 443, CABundle: []byte("x")}
 			}
+			// The validators point at loopback (nothing listens; failurePolicy Ignore):
+			// the istiod Service would resolve off this machine.
+			cp.Validation = &render.ValidationEndpoint{URL: "https://127.0.0.1:9"}
 			objs, err := render.Objects(cp)
 			g.Expect(err).NotTo(HaveOccurred())
 
@@ -169,6 +180,8 @@ func TestSecondApplyWritesNothing(t *testing.T) {
 				g.Expect(kinds).To(HaveKey("PeerAuthentication"))
 				g.Expect(kinds).To(HaveKey("Certificate"))
 				g.Expect(kinds).To(HaveKey("Secret"))
+				g.Expect(kinds).To(HaveKey("Telemetry"))
+				g.Expect(kinds).To(HaveKey("ValidatingWebhookConfiguration"))
 			}
 			for _, o := range objs {
 				changed, err := a.Apply(ctx, m, o)
@@ -237,4 +250,107 @@ func TestApplyDetectsChangesOfOtherKinds(t *testing.T) {
 	g.Expect(applyAll(objectsWith(meshv1alpha1.MTLSModeDisable, "b"))).To(Equal(1))
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "cp3-system", Name: "default"}, pa)).To(Succeed())
 	g.Expect(pa.Spec.GetMtls().GetMode().String()).To(Equal("DISABLE"))
+}
+
+// istio-validator's failurePolicy is seeded: the object is created with Ignore, and the
+// field is then left to istiod, which patches it (and caBundle) with an update of its own.
+// Neither is reverted nor seen as drift, not even when the operator applies a change; a
+// field the operator drops is removed (the seed's manager kept no share of it); and a
+// deleted validator is created afresh with Ignore.
+func TestSeededFieldsAreHandedOver(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	m := owner("cp4")
+	// No object of this revision is ever created, so the API server never calls the
+	// validator, not even while it names the istiod Service.
+	m.Spec.Namespace, m.Spec.Revision = "cp4-system", "seeded"
+	cp, err := render.Resolve(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	validator := func(url string) apply.Object {
+		cp.Validation = &render.ValidationEndpoint{URL: url}
+		objs, err := render.Objects(cp)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, o := range objs {
+			if *o.GetKind() == "ValidatingWebhookConfiguration" {
+				return o
+			}
+		}
+		t.Fatal("no validator rendered")
+		return nil
+	}
+	a := apply.NewApplier(c, c, operator.Scheme(), "test-manager")
+	key := client.ObjectKey{Name: "istio-validator-seeded-cp4-system"}
+	live := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	t.Cleanup(func() {
+		_ = c.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: key.Name}})
+	})
+	fieldsOf := func(manager string) string {
+		for _, mf := range live.ManagedFields {
+			if mf.Manager == manager && mf.FieldsV1 != nil {
+				return string(mf.FieldsV1.Raw)
+			}
+		}
+		return ""
+	}
+	policies := func() []admissionregistrationv1.FailurePolicyType {
+		var out []admissionregistrationv1.FailurePolicyType
+		for _, w := range live.Webhooks {
+			out = append(out, ptr.Deref(w.FailurePolicy, ""))
+		}
+		return out
+	}
+
+	changed, err := a.Apply(ctx, m, validator("https://127.0.0.1:9"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	g.Expect(c.Get(ctx, key, live)).To(Succeed())
+	g.Expect(policies()).To(Equal([]admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Ignore}))
+	g.Expect(fieldsOf(apply.SeedFieldOwner)).To(ContainSubstring(`"f:failurePolicy"`))
+	g.Expect(fieldsOf(apply.SeedFieldOwner)).NotTo(ContainSubstring(`"f:clientConfig"`), "the seed's manager hands the rest over")
+	g.Expect(fieldsOf(apply.SeedFieldOwner)).NotTo(ContainSubstring(`"f:metadata"`))
+	g.Expect(fieldsOf("test-manager")).To(ContainSubstring(`"f:clientConfig"`))
+	g.Expect(fieldsOf("test-manager")).NotTo(ContainSubstring(`"f:failurePolicy"`))
+	g.Expect(fieldsOf("test-manager")).NotTo(ContainSubstring(`"f:caBundle"`))
+	changed, err = a.Apply(ctx, m, validator("https://127.0.0.1:9"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeFalse())
+
+	// istiod's webhook controller: an update of the whole object, as pilot-discovery.
+	ca := []byte("-----BEGIN CERTIFICATE-----\nistiod\n-----END CERTIFICATE-----\n")
+	for i := range live.Webhooks {
+		live.Webhooks[i].ClientConfig.CABundle = ca
+		live.Webhooks[i].FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+	}
+	g.Expect(c.Update(ctx, live, client.FieldOwner("pilot-discovery"))).To(Succeed())
+	changed, err = a.Apply(ctx, m, validator("https://127.0.0.1:9"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeFalse(), "istiod's fields are not the operator's drift")
+
+	// A change of the operator's: the URL gives way to the Service, istiod's fields stay.
+	changed, err = a.Apply(ctx, m, validator(""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	g.Expect(c.Get(ctx, key, live)).To(Succeed())
+	g.Expect(live.Webhooks[0].ClientConfig.URL).To(BeNil())
+	g.Expect(live.Webhooks[0].ClientConfig.Service).NotTo(BeNil())
+	g.Expect(live.Webhooks[0].ClientConfig.Service.Name).To(Equal("istiod-seeded"))
+	g.Expect(live.Webhooks[0].ClientConfig.CABundle).To(Equal(ca))
+	g.Expect(policies()).To(Equal([]admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail}))
+	// istiod took failurePolicy from the seed's manager, which keeps only its share of the
+	// webhooks' keys (they exist for as long as the object does).
+	g.Expect(fieldsOf(apply.SeedFieldOwner)).NotTo(ContainSubstring(`"f:failurePolicy"`))
+	g.Expect(fieldsOf("pilot-discovery")).To(ContainSubstring(`"f:failurePolicy"`))
+	changed, err = a.Apply(ctx, m, validator(""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeFalse())
+
+	// Deleted: created afresh, failing open until an istiod takes it over again.
+	g.Expect(c.Delete(ctx, live)).To(Succeed())
+	changed, err = a.Apply(ctx, m, validator(""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	live = &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	g.Expect(c.Get(ctx, key, live)).To(Succeed())
+	g.Expect(policies()).To(Equal([]admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Ignore}))
+	g.Expect(live.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,15 @@ type Options struct {
 	// in OperatorNamespace (issued by cert-manager), re-read every WebhookCertResync.
 	WebhookCertSecret string
 	WebhookCertResync time.Duration
+	// IstioValidation has the operator render each revision's istio-validator, addressed to
+	// https://127.0.0.1:<port> (Cluster.IstiodWebhookURL) rather than the istiod Service: the
+	// API server would resolve the Service's name off this machine. Nothing listens there
+	// unless a test runs istiod on that address; until istiod takes the configuration over,
+	// its failurePolicy Ignore lets Istio config through.
+	IstioValidation bool
+	// Metrics serves the operator's metrics endpoint over plain HTTP on a free loopback port
+	// (Cluster.MetricsURL), as a Prometheus on this machine can scrape it.
+	Metrics bool
 }
 
 // Cluster is a running control plane with the operator.
@@ -61,9 +71,15 @@ type Cluster struct {
 	Root string
 	// WebhookURL is where the operator serves its admission webhooks.
 	WebhookURL string
+	// MetricsURL is the operator's metrics endpoint ("http://127.0.0.1:<port>/metrics") with
+	// Options.Metrics, else empty.
+	MetricsURL string
 
 	cancel context.CancelFunc
 	done   chan error
+
+	mu          sync.Mutex
+	istiodPorts map[string]int
 }
 
 // RepoRoot finds the repository root from the working directory (go test runs in the
@@ -144,6 +160,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	if opts.SyncPeriod > 0 {
 		mgrOpts.SyncPeriod = &opts.SyncPeriod
 	}
+	if opts.Metrics {
+		port, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		mgrOpts.MetricsBindAddress = fmt.Sprintf("127.0.0.1:%d", port)
+		c.MetricsURL = "http://" + mgrOpts.MetricsBindAddress + "/metrics"
+	}
+	if opts.IstioValidation {
+		mgrOpts.IstioValidation = true
+		mgrOpts.IstiodWebhookURL = c.IstiodWebhookURL
+	}
 	c.Manager, err = operator.NewManager(c.OperatorConfig, mgrOpts)
 	if err != nil {
 		return nil, err
@@ -158,6 +186,30 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		return nil, errors.New("the operator's caches did not sync within a minute")
 	}
 	return c, nil
+}
+
+// IstiodWebhookURL is where the API server calls the webhooks of the istiod of a namespace
+// and revision: a loopback port of its own, chosen free on first use and kept, on which a
+// test runs that istiod (pilot-discovery's --httpsAddr).
+func (c *Cluster) IstiodWebhookURL(namespace, revision string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := namespace + "/" + revision
+	port, ok := c.istiodPorts[key]
+	if !ok {
+		var err error
+		if port, err = testenv.FreePort(); err != nil {
+			// Never fall back to the istiod Service (it resolves off this machine): a
+			// loopback port nothing listens on refuses the API server's calls, which the
+			// failurePolicy Ignore lets through. The next reconcile tries again.
+			return "https://127.0.0.1:1"
+		}
+		if c.istiodPorts == nil {
+			c.istiodPorts = map[string]int{}
+		}
+		c.istiodPorts[key] = port
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d", port)
 }
 
 // grantOperatorRBAC binds config/rbac/role.yaml, as shipped, to the operator's user.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -25,6 +26,7 @@ import (
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
+	meshmetrics "github.com/meshplane/meshplane/internal/metrics"
 	"github.com/meshplane/meshplane/internal/render"
 )
 
@@ -47,6 +49,14 @@ type Options struct {
 	// Webhooks configures the admission webhook server; nil runs without webhooks (no
 	// sidecar injection).
 	Webhooks *WebhookOptions
+	// IstioValidation renders each revision's istio-validator ValidatingWebhookConfiguration,
+	// so the API server has istiod validate Istio config (the binary's default).
+	IstioValidation bool
+	// IstiodWebhookURL, when set, returns the base URL ("https://127.0.0.1:15017") at which
+	// the API server reaches the istiod of a namespace and revision ("" for the default
+	// revision) instead of its Service. Only for istiod running outside the cluster, as in
+	// the local control plane's tests; nil in a cluster.
+	IstiodWebhookURL func(namespace, revision string) string
 }
 
 // LeaderElectionID names the Lease the operator's replicas elect a leader with.
@@ -58,6 +68,7 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(securityv1.AddToScheme(s))
+	utilruntime.Must(telemetryv1.AddToScheme(s))
 	return s
 }
 
@@ -129,6 +140,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	mcp := meshcontrolplane.NewReconciler(mgr)
+	mcp.IstioValidation = opts.IstioValidation
+	mcp.IstiodWebhookURL = opts.IstiodWebhookURL
 	if hooks != nil {
 		if err := hooks.register(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
@@ -139,6 +152,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := mcp.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MeshControlPlane controller: %w", err)
+	}
+	if err := meshmetrics.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the status metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ func FuzzObjects(f *testing.F) {
 		if err != nil {
 			return
 		}
+		cp.Validation = &ValidationEndpoint{}
 		objs, err := Objects(cp) // must not panic, whatever the input
 		admitted := dnsLabel.MatchString(cp.Namespace) && len(cp.Namespace) <= 63 &&
 			(revision == "" || dnsLabel.MatchString(revision) && len(revision) <= 56 && revision != "default") &&

@@ -389,9 +389,11 @@ func gatewayDeployment(cp *ControlPlane, gw *Gateway) (*appsv1ac.DeploymentApply
 	podAnnotations := map[string]string{
 		LabelIstioRev:             gw.Revision,
 		"sidecar.istio.io/inject": "false",
-		"prometheus.io/scrape":    "true",
-		"prometheus.io/port":      fmt.Sprint(gatewayMetricsPort),
-		"prometheus.io/path":      "/stats/prometheus",
+	}
+	if cp.scrapeAnnotations() {
+		podAnnotations["prometheus.io/scrape"] = "true"
+		podAnnotations["prometheus.io/port"] = fmt.Sprint(gatewayMetricsPort)
+		podAnnotations["prometheus.io/path"] = "/stats/prometheus"
 	}
 	maps.Copy(podAnnotations, gw.spec.Annotations)
 

@@ -178,11 +178,15 @@ func (cp *ControlPlane) istiodEnv() []*corev1ac.EnvVarApplyConfiguration {
 		value("CLUSTER_ID", "Kubernetes"),
 		value("PILOT_TRACE_SAMPLING", cp.traceSampling()),
 		value("PILOT_ENABLE_ANALYSIS", "false"),
-		// meshplane owns the webhook configurations (it serves injection itself), so istiod
-		// must not patch them: an empty name turns istiod's webhook patchers off.
+		// meshplane serves injection itself and owns its configuration: an empty name
+		// turns istiod's injection webhook patcher off.
 		value("INJECTION_WEBHOOK_CONFIG_NAME", ""),
-		value("VALIDATION_WEBHOOK_CONFIG_NAME", ""),
-		value("ISTIOD_CUSTOM_HOST", cp.IstiodName()+"."+cp.Namespace+".svc"),
+		// istiod serves validation: with a name its webhook controller runs and patches
+		// caBundle and failurePolicy into the revision's istio-validator (current releases
+		// select the configurations by their istio.io/rev label and only test the name for
+		// being empty). Empty when no validator is rendered.
+		value("VALIDATION_WEBHOOK_CONFIG_NAME", cp.validatorConfigName()),
+		value("ISTIOD_CUSTOM_HOST", cp.istiodCustomHosts()),
 		limit("GOMEMLIMIT", corev1.ResourceMemory),
 		limit("GOMAXPROCS", corev1.ResourceCPU),
 	}
@@ -203,6 +207,25 @@ func (cp *ControlPlane) istiodEnv() []*corev1ac.EnvVarApplyConfiguration {
 		}
 	}
 	return env
+}
+
+// validatorConfigName is the istio-validator istiod patches, or "" when none is rendered.
+func (cp *ControlPlane) validatorConfigName() string {
+	if cp.Validation == nil {
+		return ""
+	}
+	return cp.ValidatorWebhookName()
+}
+
+// istiodCustomHosts are the names istiod's serving certificate is issued for besides its
+// own: the istiod Service of a named revision, and the host the API server calls its
+// webhooks at when it does not go through the Service.
+func (cp *ControlPlane) istiodCustomHosts() string {
+	hosts := cp.IstiodName() + "." + cp.Namespace + ".svc"
+	if h := cp.validatorHost(); h != "" {
+		hosts += "," + h
+	}
+	return hosts
 }
 
 func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
@@ -264,9 +287,10 @@ func istiodDeployment(cp *ControlPlane) *appsv1ac.DeploymentApplyConfiguration {
 		schedule(pod, p.NodeSelector, p.Tolerations, p.Affinity)
 	}
 
-	podAnnotations := map[string]string{
-		"prometheus.io/scrape": "true",
-		"prometheus.io/port":   "15014",
+	podAnnotations := map[string]string{}
+	if cp.scrapeAnnotations() {
+		podAnnotations["prometheus.io/scrape"] = "true"
+		podAnnotations["prometheus.io/port"] = "15014"
 	}
 	if cp.CA.Fingerprint != "" {
 		podAnnotations[AnnotationCAFingerprint] = cp.CA.Fingerprint

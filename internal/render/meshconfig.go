@@ -19,6 +19,7 @@ type meshConfig struct {
 	DefaultConfig         proxyConfig            `json:"defaultConfig"`
 	DefaultProviders      *defaultProviders      `json:"defaultProviders,omitempty"`
 	EnablePrometheusMerge bool                   `json:"enablePrometheusMerge"`
+	ExtensionProviders    []extensionProvider    `json:"extensionProviders,omitempty"`
 	OutboundTrafficPolicy *outboundTrafficPolicy `json:"outboundTrafficPolicy,omitempty"`
 	RootNamespace         string                 `json:"rootNamespace"`
 	TrustDomain           string                 `json:"trustDomain"`
@@ -33,6 +34,28 @@ type proxyConfig struct {
 
 type defaultProviders struct {
 	Metrics []string `json:"metrics,omitempty"`
+}
+
+// extensionProvider is one of meshConfig.extensionProviders: exactly one provider is set.
+type extensionProvider struct {
+	Name               string              `json:"name"`
+	EnvoyFileAccessLog *envoyFileAccessLog `json:"envoyFileAccessLog,omitempty"`
+	Zipkin             *tracingService     `json:"zipkin,omitempty"`
+	Opentelemetry      *tracingService     `json:"opentelemetry,omitempty"`
+}
+
+type envoyFileAccessLog struct {
+	Path      string           `json:"path"`
+	LogFormat *accessLogFormat `json:"logFormat,omitempty"`
+}
+
+type accessLogFormat struct {
+	Labels map[string]string `json:"labels"`
+}
+
+type tracingService struct {
+	Service string `json:"service"`
+	Port    int32  `json:"port"`
 }
 
 type outboundTrafficPolicy struct {
@@ -59,11 +82,14 @@ func meshConfigOf(cp *ControlPlane) meshConfig {
 	mc := meshConfig{
 		DefaultConfig:         proxyConfig{DiscoveryAddress: cp.DiscoveryAddress()},
 		DefaultProviders:      &defaultProviders{Metrics: []string{"prometheus"}},
-		EnablePrometheusMerge: true,
+		EnablePrometheusMerge: cp.scrapeAnnotations(),
+		ExtensionProviders:    cp.extensionProviders(),
 		RootNamespace:         cp.Namespace,
 		TrustDomain:           "cluster.local",
 	}
-	if cp.Profile == meshv1alpha1.ProfileDemo {
+	// With spec.telemetry.accessLogging the mesh-wide Telemetry decides, and Istio would
+	// ignore the mesh config's access log anyway: the profile's is left out too.
+	if cp.Profile == meshv1alpha1.ProfileDemo && cp.telemetry().AccessLogging == nil {
 		mc.AccessLogFile = "/dev/stdout"
 	}
 	if in := cp.Owner.Spec.MeshConfig; in != nil {

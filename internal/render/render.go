@@ -50,6 +50,10 @@ type ControlPlane struct {
 	// Webhook, when set, is where the operator serves sidecar injection; the revision's
 	// MutatingWebhookConfiguration is rendered only then.
 	Webhook *WebhookEndpoint
+	// Validation, when set, has the API server send Istio config to the revision's istiod
+	// for validation: the revision's istio-validator is rendered only then, and istiod
+	// patches it.
+	Validation *ValidationEndpoint
 }
 
 // Resolve applies the defaults the CRD schema did not (objects created before a default
@@ -126,6 +130,13 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 	}
 	objs = append(objs, rbac(cp)...)
 	objs = append(objs, securityObjects(cp)...)
+	tel, err := telemetryObject(cp)
+	if err != nil {
+		return nil, err
+	}
+	if tel != nil {
+		objs = append(objs, tel)
+	}
 	objs = append(objs, istiodService(cp), istiodDeployment(cp))
 	if hpa := istiodHPA(cp); hpa != nil {
 		objs = append(objs, hpa)
@@ -135,6 +146,9 @@ func Objects(cp *ControlPlane) ([]Object, error) {
 	}
 	if cp.Webhook != nil {
 		objs = append(objs, injectorWebhook(cp))
+	}
+	if cp.Validation != nil {
+		objs = append(objs, validator(cp))
 	}
 	for i := range cp.Gateways {
 		gw, err := gatewayObjects(cp, &cp.Gateways[i])

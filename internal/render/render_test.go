@@ -197,15 +197,23 @@ func TestEveryObjectIsOwnedAndLabelled(t *testing.T) {
 				IssuerRef: meshv1alpha1.IssuerReference{Name: "ca"},
 			}},
 		}
+		s.Telemetry = &meshv1alpha1.TelemetrySpec{
+			AccessLogging: &meshv1alpha1.AccessLogging{},
+			Tracing: &meshv1alpha1.TelemetryTracing{
+				Zipkin: &meshv1alpha1.TracingCollector{Service: "zipkin.tracing.svc.cluster.local", Port: 9411}},
+		}
 	})
 	cp, err := Resolve(m)
 	g.Expect(err).NotTo(HaveOccurred())
 	cp.CA.Data = map[string][]byte{"ca-cert.pem": []byte("x")}
+	cp.Validation = &ValidationEndpoint{}
 	objs, err := Objects(cp)
 	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ofKind(objs, "ValidatingWebhookConfiguration")).To(HaveLen(1))
 	g.Expect(ofKind(objs, "PeerAuthentication")).To(HaveLen(1))
 	g.Expect(ofKind(objs, CertificateKind)).To(HaveLen(1))
 	g.Expect(ofKind(objs, "Secret")).To(HaveLen(1))
+	g.Expect(ofKind(objs, "Telemetry")).To(HaveLen(1))
 	for _, o := range objs {
 		raw, err := json.Marshal(o)
 		g.Expect(err).NotTo(HaveOccurred())

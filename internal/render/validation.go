@@ -1,11 +1,29 @@
 package render
 
 import (
+	"net/url"
+	"path"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionregistrationv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/meshplane/meshplane/internal/apply"
 )
+
+// ValidatePath is where istiod serves config validation on its webhook port (15017).
+const ValidatePath = "/validate"
+
+// ValidationEndpoint says how the API server reaches the revision's istiod to have it
+// validate Istio config.
+type ValidationEndpoint struct {
+	// URL, when set, is the base URL of istiod's webhook server ("https://127.0.0.1:15017"),
+	// called instead of the istiod Service: for an istiod running outside the cluster, as in
+	// the local control plane's tests. Its host is added to the names istiod's serving
+	// certificate is issued for (ISTIOD_CUSTOM_HOST). Empty in a cluster.
+	URL string
+}
 
 // ValidatorWebhookName is the revision's ValidatingWebhookConfiguration for Istio config,
 // named as upstream names it (istio-validator[-<rev>]-<namespace>).
@@ -14,28 +32,63 @@ func (cp *ControlPlane) ValidatorWebhookName() string { return cp.clusterScopedN
 // istioConfigGroups are the API groups istiod validates.
 var istioConfigGroups = []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"}
 
-// validatorWebhook routes creates and updates of Istio config to the revision's istiod.
+// validatorHost is the host the API server calls istiod's webhooks at when it does not go
+// through the Service, or "".
+func (cp *ControlPlane) validatorHost() string {
+	if cp.Validation == nil || cp.Validation.URL == "" {
+		return ""
+	}
+	u, err := url.Parse(cp.Validation.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// validator is the revision's istio-validator, seeded so that the operator and istiod never
+// fight over it.
 //
-// Not rendered yet (see issue #4's note): created with the API server's default
-// failurePolicy (Fail) it blocks Istio config, the operator's own PeerAuthentication
-// included, until istiod serves; it must first be created with Ignore under a separate
-// field manager, which istiod then takes over. And on the local control plane the API
-// server would call the istiod Service through the network, so the test environment must
-// leave it out.
+// Ownership is split by field. istiod (its VALIDATION_WEBHOOK_CONFIG_NAME set, so its
+// webhook controller runs) patches caBundle, which only it knows, into every
+// ValidatingWebhookConfiguration labelled with its revision, and switches failurePolicy from
+// Ignore to Fail once a dry run of invalid config comes back rejected. The operator owns
+// everything else and never sets those two fields: its server-side apply leaves istiod's
+// values alone and its comparison does not see them.
 //
-// Ownership is split so the operator and istiod never fight: istiod (told the
-// configuration's name in VALIDATION_WEBHOOK_CONFIG_NAME) owns caBundle, which only it
-// knows, and failurePolicy, which it switches once it serves; the operator owns everything
-// else and never sets those two fields, so its server-side apply leaves istiod's values
-// alone and its comparison ignores them.
+// failurePolicy must still start as Ignore: the API server defaults an unset one to Fail,
+// which would block all Istio config (the operator's own PeerAuthentication included) until
+// istiod serves. So the object is created with Ignore under a field manager of its own
+// (apply.Seeded), which istiod's update then takes the field from.
+func validator(cp *ControlPlane) apply.Object {
+	initial := validatorWebhook(cp)
+	seed := admissionregistrationv1ac.ValidatingWebhookConfiguration(cp.ValidatorWebhookName())
+	for i := range initial.Webhooks {
+		initial.Webhooks[i].WithFailurePolicy(admissionregistrationv1.Ignore)
+		seed.WithWebhooks(admissionregistrationv1ac.ValidatingWebhook().
+			WithName(*initial.Webhooks[i].Name).WithFailurePolicy(admissionregistrationv1.Ignore))
+	}
+	return &apply.Seeded{Object: validatorWebhook(cp), Initial: initial, Seed: seed}
+}
+
+// validatorWebhook routes creates and updates of Istio config to the revision's istiod,
+// without caBundle and failurePolicy (see validator).
 func validatorWebhook(cp *ControlPlane) *admissionregistrationv1ac.ValidatingWebhookConfigurationApplyConfiguration {
+	clientConfig := func() *admissionregistrationv1ac.WebhookClientConfigApplyConfiguration {
+		cc := admissionregistrationv1ac.WebhookClientConfig()
+		if cp.Validation != nil && cp.Validation.URL != "" {
+			if u, err := url.Parse(cp.Validation.URL); err == nil {
+				u.Path = path.Join(u.Path, ValidatePath)
+				return cc.WithURL(u.String())
+			}
+		}
+		return cc.WithService(admissionregistrationv1ac.ServiceReference().
+			WithNamespace(cp.Namespace).WithName(cp.IstiodName()).
+			WithPath(ValidatePath).WithPort(443))
+	}
 	webhook := func(name string, selector *metav1ac.LabelSelectorRequirementApplyConfiguration) *admissionregistrationv1ac.ValidatingWebhookApplyConfiguration {
 		return admissionregistrationv1ac.ValidatingWebhook().
 			WithName(name).
-			WithClientConfig(admissionregistrationv1ac.WebhookClientConfig().
-				WithService(admissionregistrationv1ac.ServiceReference().
-					WithNamespace(cp.Namespace).WithName(cp.IstiodName()).
-					WithPath("/validate").WithPort(443))).
+			WithClientConfig(clientConfig()).
 			WithRules(admissionregistrationv1ac.RuleWithOperations().
 				WithOperations(admissionregistrationv1.Create, admissionregistrationv1.Update).
 				WithAPIGroups(istioConfigGroups...).

@@ -69,6 +69,7 @@ func ownedObjects(g Gomega, mcpName string) []string {
 		&rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
 		&appsv1.DeploymentList{}, &autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{},
 		&admissionregistrationv1.MutatingWebhookConfigurationList{},
+		&admissionregistrationv1.ValidatingWebhookConfigurationList{},
 	}
 	for _, l := range lists {
 		g.Expect(k8s.List(ctx(), l, client.MatchingLabels{render.LabelControlPlane: mcpName})).To(Succeed())
@@ -129,6 +130,7 @@ var _ = Describe("MeshControlPlane", func() {
 				"Deployment/basic-system/istiod",
 				"HorizontalPodAutoscaler/basic-system/istiod",
 				"MutatingWebhookConfiguration//istio-sidecar-injector",
+				"ValidatingWebhookConfiguration//istio-validator-basic-system",
 			))
 		}, readyTimeout, poll).Should(Succeed())
 
@@ -191,9 +193,11 @@ var _ = Describe("MeshControlPlane", func() {
 		expectReady(m.Name)
 		Eventually(func(g Gomega) {
 			objs := ownedObjects(g, m.Name)
-			g.Expect(objs).To(ContainElements("Deployment/updates-system/istiod-blue", "ClusterRole//istiod-clusterrole-blue-updates-system"))
+			g.Expect(objs).To(ContainElements("Deployment/updates-system/istiod-blue", "ClusterRole//istiod-clusterrole-blue-updates-system",
+				"ValidatingWebhookConfiguration//istio-validator-blue-updates-system"))
 			g.Expect(objs).NotTo(ContainElement("Deployment/updates-system/istiod"))
 			g.Expect(objs).NotTo(ContainElement("ClusterRole//istiod-clusterrole-updates-system"))
+			g.Expect(objs).NotTo(ContainElement("ValidatingWebhookConfiguration//istio-validator-updates-system"))
 		}, readyTimeout, poll).Should(Succeed())
 	})
 
@@ -307,7 +311,7 @@ var _ = Describe("MeshControlPlane", func() {
 			g.Expect(c.Reason).To(Equal(meshv1alpha1.ReasonResourceConflict))
 			g.Expect(c.Message).To(ContainSubstring("ConfigMap clash-system/istio already exists and is not managed by this resource"))
 			g.Expect(meta.IsStatusConditionFalse(m.Status.Conditions, meshv1alpha1.ConditionReady)).To(BeTrue())
-			g.Expect(m.Status.ObservedGeneration).To(BeZero(), "a failed pass does not claim the generation")
+			g.Expect(m.Status.ObservedGeneration).To(Equal(m.Generation), "the Stalled verdict is about this generation")
 		}, readyTimeout, poll).Should(Succeed())
 
 		By("leaving the foreign object exactly as it was")

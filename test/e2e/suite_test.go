@@ -37,7 +37,9 @@ func TestE2E(t *testing.T) {
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	cluster, err = devcluster.Start(ctx, devcluster.Options{AuditLog: true, SyncPeriod: syncPeriod})
+	// Istio validation on, as the operator's binary defaults to: every control plane has
+	// its istio-validator (on loopback, failing open while no istiod serves it).
+	cluster, err = devcluster.Start(ctx, devcluster.Options{AuditLog: true, SyncPeriod: syncPeriod, IstioValidation: true})
 	Expect(err).NotTo(HaveOccurred())
 	k8s = cluster.Admin
 	DeferCleanup(cluster.Stop)

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -71,7 +73,9 @@ var _ = BeforeSuite(func(sctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	_, err = os.Stat(filepath.Join(assets, "pilot-discovery"))
 	Expect(err).NotTo(HaveOccurred(), "pilot-discovery is missing: run make testbin-istio")
-	cluster, err = devcluster.Start(sctx, devcluster.Options{CertManager: true})
+	// With the real cert-manager (for the cert-manager CA), and the operator's
+	// istio-validator addressed to istiod on loopback.
+	cluster, err = devcluster.Start(sctx, devcluster.Options{CertManager: true, IstioValidation: true})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cluster.Stop)
 	k8s = cluster.Admin
@@ -157,6 +161,18 @@ func startIstiod(namespace, name string) *istiod {
 		ports[p] = port
 	}
 	addr := func(p string) string { return "127.0.0.1:" + strconv.Itoa(ports[p]) }
+	httpsAddr := addr("https")
+	if name := validatorName(container.Env); name != "" {
+		httpsAddr = validatorAddress(name)
+		// istiod switches its validator to failurePolicy Fail: once this istiod is gone, it
+		// would reject every later spec's config of the revision. Deleting it is as if
+		// istiod had never run: the operator creates it afresh, failing open. (Registered
+		// first, so it runs after istiod is stopped.)
+		DeferCleanup(func() {
+			vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+			Expect(client.IgnoreNotFound(k8s.Delete(ctx(), vwc))).To(Succeed())
+		})
+	}
 	args := append([]string{}, container.Args...) // discovery --monitoringAddr=... --domain ...
 	args = append(args,
 		"--kubeconfig="+kubeconfig,
@@ -166,7 +182,7 @@ func startIstiod(namespace, name string) *istiod {
 		"--grpcAddr="+addr("grpc"),
 		"--secureGRPCAddr="+addr("secureGRPC"),
 		"--monitoringAddr="+addr("monitoring"),
-		"--httpsAddr="+addr("https"),
+		"--httpsAddr="+httpsAddr,
 		"--ctrlz_address=127.0.0.1",
 		"--ctrlz_port="+strconv.Itoa(ports["ctrlz"]),
 	)
@@ -178,7 +194,7 @@ func startIstiod(namespace, name string) *istiod {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	Expect(cmd.Start()).To(Succeed())
-	i := &istiod{cmd: cmd, log: out, httpURL: "http://" + addr("http"), httpsURL: "https://" + addr("https")}
+	i := &istiod{cmd: cmd, log: out, httpURL: "http://" + addr("http"), httpsURL: "https://" + httpsAddr}
 	DeferCleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -187,6 +203,30 @@ func startIstiod(namespace, name string) *istiod {
 		}
 	})
 	return i
+}
+
+// validatorName is the istio-validator the rendered environment has istiod patch, or "".
+func validatorName(env []corev1.EnvVar) string {
+	for _, e := range env {
+		if e.Name == "VALIDATION_WEBHOOK_CONFIG_NAME" {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// validatorAddress is the host:port the operator's istio-validator sends the API server to,
+// where istiod must serve its webhooks.
+func validatorAddress(name string) string {
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	Expect(k8s.Get(ctx(), client.ObjectKey{Name: name}, vwc)).To(Succeed())
+	Expect(vwc.Webhooks).NotTo(BeEmpty())
+	raw := vwc.Webhooks[0].ClientConfig.URL
+	Expect(raw).NotTo(BeNil(), "%s must name a loopback URL: the API server would resolve the istiod Service off this machine", name)
+	u, err := url.Parse(*raw)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(u.Hostname()).To(Equal("127.0.0.1"))
+	return u.Host
 }
 
 // writeServiceAccountKubeconfig writes a kubeconfig authenticating as the service account,

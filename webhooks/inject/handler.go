@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/inject"
+	"github.com/meshplane/meshplane/internal/metrics"
 	"github.com/meshplane/meshplane/internal/render"
 )
 
@@ -66,8 +68,17 @@ func (h *Handler) Webhook() *admission.Webhook {
 	}
 }
 
-// Handle answers one AdmissionReview for a pod.
+// Handle answers one AdmissionReview for a pod and records it in the injection metrics.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	var labels metrics.InjectionLabels
+	resp := h.handle(ctx, req, &labels)
+	metrics.ObserveInjection(labels, resp, time.Since(start))
+	return resp
+}
+
+// handle answers the review, filling in labels as it finds the control plane.
+func (h *Handler) handle(ctx context.Context, req admission.Request, labels *metrics.InjectionLabels) admission.Response {
 	name, _ := ctx.Value(controlPlaneKey{}).(string)
 	if name == "" || strings.Contains(name, "/") {
 		return admission.Errored(http.StatusNotFound, fmt.Errorf("no MeshControlPlane named in the webhook path"))
@@ -81,10 +92,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		}
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshControlPlane %s: %w", name, err))
 	}
+	labels.ControlPlane = mcp.Name
 	cfg, err := h.config(mcp)
 	if err != nil {
 		return admission.Denied(fmt.Sprintf("MeshControlPlane %s cannot inject: %v", name, err))
 	}
+	labels.Revision = cfg.Revision
 
 	pod := &corev1.Pod{}
 	if err := h.Decoder.Decode(req, pod); err != nil {

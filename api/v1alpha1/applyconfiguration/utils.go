@@ -32,8 +32,30 @@ import (
 func ForKind(kind schema.GroupVersionKind) interface{} {
 	switch kind {
 	// Group=mesh.meshplane.io, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithKind("AccessLogging"):
+		return &apiv1alpha1.AccessLoggingApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Autoscaling"):
 		return &apiv1alpha1.AutoscalingApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("Canary"):
+		return &apiv1alpha1.CanaryApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryAnalysis"):
+		return &apiv1alpha1.CanaryAnalysisApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryAnalysisStatus"):
+		return &apiv1alpha1.CanaryAnalysisStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryCheck"):
+		return &apiv1alpha1.CanaryCheckApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryMetric"):
+		return &apiv1alpha1.CanaryMetricApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryMetricResult"):
+		return &apiv1alpha1.CanaryMetricResultApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryService"):
+		return &apiv1alpha1.CanaryServiceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanarySpec"):
+		return &apiv1alpha1.CanarySpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryStatus"):
+		return &apiv1alpha1.CanaryStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CanaryTargetRef"):
+		return &apiv1alpha1.CanaryTargetRefApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CertificateAuthority"):
 		return &apiv1alpha1.CertificateAuthorityApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CertificateAuthorityStatus"):
@@ -50,8 +72,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.GatewaySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GatewayStatus"):
 		return &apiv1alpha1.GatewayStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HTTPMatch"):
+		return &apiv1alpha1.HTTPMatchApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HTTPRetry"):
+		return &apiv1alpha1.HTTPRetryApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("IssuerReference"):
 		return &apiv1alpha1.IssuerReferenceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LocalSecretReference"):
+		return &apiv1alpha1.LocalSecretReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshConfig"):
 		return &apiv1alpha1.MeshConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MeshControlPlane"):
@@ -62,12 +90,18 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.MeshControlPlaneStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MTLSSpec"):
 		return &apiv1alpha1.MTLSSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("NoDataPolicy"):
+		return &apiv1alpha1.NoDataPolicyApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("OutboundTrafficPolicy"):
 		return &apiv1alpha1.OutboundTrafficPolicyApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PilotSpec"):
 		return &apiv1alpha1.PilotSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PluggedCA"):
 		return &apiv1alpha1.PluggedCAApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PrometheusMetrics"):
+		return &apiv1alpha1.PrometheusMetricsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PrometheusSource"):
+		return &apiv1alpha1.PrometheusSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ProxyConfig"):
 		return &apiv1alpha1.ProxyConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RevisionStatus"):
@@ -76,8 +110,20 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.SecuritySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SidecarInjectorSpec"):
 		return &apiv1alpha1.SidecarInjectorSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("StringMatch"):
+		return &apiv1alpha1.StringMatchApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetryMetrics"):
+		return &apiv1alpha1.TelemetryMetricsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetrySpec"):
+		return &apiv1alpha1.TelemetrySpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TelemetryTracing"):
+		return &apiv1alpha1.TelemetryTracingApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ThresholdRange"):
+		return &apiv1alpha1.ThresholdRangeApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Tracing"):
 		return &apiv1alpha1.TracingApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TracingCollector"):
+		return &apiv1alpha1.TracingCollectorApplyConfiguration{}
 
 	}
 	return nil

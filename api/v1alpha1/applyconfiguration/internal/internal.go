@@ -41,6 +41,15 @@ var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshplane.meshplane.api.v1alpha1.AccessLogEncoding
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.AccessLogging
+  map:
+    fields:
+    - name: enabled
+      type:
+        scalar: boolean
+    - name: encoding
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.AccessLogEncoding
 - name: com.github.meshplane.meshplane.api.v1alpha1.Autoscaling
   map:
     fields:
@@ -53,6 +62,287 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: targetCPUUtilizationPercentage
       type:
         scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.Canary
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+    - name: spec
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanarySpec
+    - name: status
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryStatus
+      default: {}
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryAnalysis
+  map:
+    fields:
+    - name: checksPerStep
+      type:
+        scalar: numeric
+      default: 1
+    - name: failureThreshold
+      type:
+        scalar: numeric
+      default: 1
+    - name: interval
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 1m
+    - name: maxWeight
+      type:
+        scalar: numeric
+    - name: metrics
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryMetric
+          elementRelationship: associative
+          keys:
+          - name
+    - name: minRequestCount
+      type:
+        scalar: numeric
+    - name: noData
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.NoDataPolicy
+      default: {}
+    - name: prometheus
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.PrometheusSource
+    - name: settleTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+    - name: stepWeight
+      type:
+        scalar: numeric
+    - name: steps
+      type:
+        list:
+          elementType:
+            scalar: numeric
+          elementRelationship: atomic
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryAnalysisStatus
+  map:
+    fields:
+    - name: consecutiveErrors
+      type:
+        scalar: numeric
+    - name: consecutiveNoData
+      type:
+        scalar: numeric
+    - name: errors
+      type:
+        scalar: numeric
+    - name: failed
+      type:
+        scalar: numeric
+    - name: noData
+      type:
+        scalar: numeric
+    - name: passed
+      type:
+        scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryCheck
+  map:
+    fields:
+    - name: message
+      type:
+        scalar: string
+    - name: metrics
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryMetricResult
+          elementRelationship: atomic
+    - name: outcome
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CheckOutcome
+    - name: requests
+      type:
+        scalar: string
+    - name: revision
+      type:
+        scalar: string
+    - name: stepIndex
+      type:
+        scalar: numeric
+    - name: time
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: weight
+      type:
+        scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryMetric
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
+    - name: query
+      type:
+        scalar: string
+    - name: thresholdRange
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.ThresholdRange
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryMetricResult
+  map:
+    fields:
+    - name: message
+      type:
+        scalar: string
+    - name: name
+      type:
+        scalar: string
+    - name: outcome
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CheckOutcome
+    - name: value
+      type:
+        scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryPhase
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryService
+  map:
+    fields:
+    - name: gateways
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayName
+          elementRelationship: associative
+    - name: hosts
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.Hostname
+          elementRelationship: associative
+    - name: match
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.HTTPMatch
+          elementRelationship: atomic
+    - name: port
+      type:
+        scalar: numeric
+    - name: portName
+      type:
+        scalar: string
+      default: http
+    - name: retries
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.HTTPRetry
+    - name: targetPort
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+    - name: timeout
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanarySpec
+  map:
+    fields:
+    - name: abort
+      type:
+        scalar: boolean
+    - name: analysis
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryAnalysis
+    - name: promoteToken
+      type:
+        scalar: string
+    - name: promotion
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.PromotionMode
+      default: Automatic
+    - name: retryToken
+      type:
+        scalar: string
+    - name: service
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryService
+    - name: targetRef
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryTargetRef
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryStatus
+  map:
+    fields:
+    - name: analysis
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryAnalysisStatus
+    - name: appliedWeight
+      type:
+        scalar: numeric
+    - name: canaryRevision
+      type:
+        scalar: string
+    - name: checks
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryCheck
+          elementRelationship: atomic
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: lastCheckTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: lastPromoteToken
+      type:
+        scalar: string
+    - name: lastRetryToken
+      type:
+        scalar: string
+    - name: message
+      type:
+        scalar: string
+    - name: nextCheckTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: observedGeneration
+      type:
+        scalar: numeric
+      default: 0
+    - name: phase
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.CanaryPhase
+    - name: reason
+      type:
+        scalar: string
+    - name: settleStartTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: stableRevision
+      type:
+        scalar: string
+    - name: stepIndex
+      type:
+        scalar: numeric
+    - name: stepStartTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: targetWeight
+      type:
+        scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.CanaryTargetRef
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.CertManagerCA
   map:
     fields:
@@ -95,6 +385,8 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: secretName
       type:
         scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.CheckOutcome
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.ComponentStatus
   map:
     fields:
@@ -116,6 +408,8 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: replicas
       type:
         scalar: numeric
+- name: com.github.meshplane.meshplane.api.v1alpha1.GatewayName
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.GatewayPort
   map:
     fields:
@@ -225,6 +519,34 @@ var schemaYAML = typed.YAMLObject(`types:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
 - name: com.github.meshplane.meshplane.api.v1alpha1.GatewayType
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.HTTPMatch
+  map:
+    fields:
+    - name: headers
+      type:
+        map:
+          elementType:
+            namedType: com.github.meshplane.meshplane.api.v1alpha1.StringMatch
+    - name: method
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.StringMatch
+    - name: uri
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.StringMatch
+- name: com.github.meshplane.meshplane.api.v1alpha1.HTTPRetry
+  map:
+    fields:
+    - name: attempts
+      type:
+        scalar: numeric
+    - name: perTryTimeout
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+    - name: retryOn
+      type:
+        scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.Hostname
+  scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.IssuerKind
   scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.IssuerReference
@@ -243,6 +565,12 @@ var schemaYAML = typed.YAMLObject(`types:
         scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.LabelValue
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.LocalSecretReference
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.MTLSMode
   scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.MTLSSpec
@@ -291,6 +619,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: status
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneStatus
+      default: {}
 - name: com.github.meshplane.meshplane.api.v1alpha1.MeshControlPlaneSpec
   map:
     fields:
@@ -329,6 +658,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: sidecarInjector
       type:
         namedType: com.github.meshplane.meshplane.api.v1alpha1.SidecarInjectorSpec
+    - name: telemetry
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetrySpec
     - name: version
       type:
         scalar: string
@@ -366,6 +698,7 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: observedGeneration
       type:
         scalar: numeric
+      default: 0
     - name: revisions
       type:
         list:
@@ -374,6 +707,19 @@ var schemaYAML = typed.YAMLObject(`types:
           elementRelationship: associative
           keys:
           - name
+- name: com.github.meshplane.meshplane.api.v1alpha1.NoDataAction
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.NoDataPolicy
+  map:
+    fields:
+    - name: action
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.NoDataAction
+      default: Pause
+    - name: limit
+      type:
+        scalar: numeric
+      default: 5
 - name: com.github.meshplane.meshplane.api.v1alpha1.OutboundTrafficPolicy
   map:
     fields:
@@ -424,6 +770,23 @@ var schemaYAML = typed.YAMLObject(`types:
         scalar: string
       default: cacerts
 - name: com.github.meshplane.meshplane.api.v1alpha1.Profile
+  scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.PrometheusMetrics
+  map:
+    fields:
+    - name: scrapeAnnotations
+      type:
+        scalar: boolean
+- name: com.github.meshplane.meshplane.api.v1alpha1.PrometheusSource
+  map:
+    fields:
+    - name: address
+      type:
+        scalar: string
+    - name: credentialsSecretRef
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.LocalSecretReference
+- name: com.github.meshplane.meshplane.api.v1alpha1.PromotionMode
   scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.ProxyConfig
   map:
@@ -496,10 +859,70 @@ var schemaYAML = typed.YAMLObject(`types:
         scalar: boolean
 - name: com.github.meshplane.meshplane.api.v1alpha1.SidecarMode
   scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.StringMatch
+  map:
+    fields:
+    - name: exact
+      type:
+        scalar: string
+    - name: prefix
+      type:
+        scalar: string
+    - name: regex
+      type:
+        scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetryMetrics
+  map:
+    fields:
+    - name: prometheus
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.PrometheusMetrics
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetrySpec
+  map:
+    fields:
+    - name: accessLogging
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.AccessLogging
+    - name: metrics
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetryMetrics
+    - name: tracing
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TelemetryTracing
+- name: com.github.meshplane.meshplane.api.v1alpha1.TelemetryTracing
+  map:
+    fields:
+    - name: openTelemetry
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
+    - name: samplingPercentage
+      type:
+        scalar: string
+    - name: zipkin
+      type:
+        namedType: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
+- name: com.github.meshplane.meshplane.api.v1alpha1.ThresholdRange
+  map:
+    fields:
+    - name: max
+      type:
+        scalar: string
+    - name: min
+      type:
+        scalar: string
 - name: com.github.meshplane.meshplane.api.v1alpha1.Tracing
   map:
     fields:
     - name: samplingPercentage
+      type:
+        scalar: string
+- name: com.github.meshplane.meshplane.api.v1alpha1.TracingCollector
+  map:
+    fields:
+    - name: port
+      type:
+        scalar: numeric
+    - name: service
       type:
         scalar: string
 - name: io.k8s.api.core.v1.Affinity
@@ -993,6 +1416,16 @@ var schemaYAML = typed.YAMLObject(`types:
   scalar: untyped
 - name: io.k8s.apimachinery.pkg.types.UID
   scalar: string
+- name: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+  scalar: untyped
+  list:
+    elementType:
+      namedType: __untyped_atomic_
+    elementRelationship: atomic
+  map:
+    elementType:
+      namedType: __untyped_deduced_
+    elementRelationship: separable
 - name: __untyped_atomic_
   scalar: untyped
   list:

@@ -38,7 +38,9 @@ type MeshControlPlaneApplyConfiguration struct {
 	// spec is the desired control plane; every field has a default, so `spec: {}` installs
 	// the newest supported Istio with the default profile.
 	Spec *MeshControlPlaneSpecApplyConfiguration `json:"spec,omitempty"`
-	// status is what the operator observed.
+	// status is what the operator observed. The schema defaults it to observedGeneration 0
+	// until the operator writes it, so kstatus and Argo CD never take an unseen
+	// MeshControlPlane for a reconciled one.
 	Status *MeshControlPlaneStatusApplyConfiguration `json:"status,omitempty"`
 }
 

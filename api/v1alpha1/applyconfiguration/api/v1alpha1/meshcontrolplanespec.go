@@ -57,6 +57,13 @@ type MeshControlPlaneSpecApplyConfiguration struct {
 	// security sets mesh-wide mutual TLS and the certificate authority istiod signs workload
 	// certificates with.
 	Security *SecuritySpecApplyConfiguration `json:"security,omitempty"`
+	// telemetry configures the mesh's observability with Istio's Telemetry API: access logs,
+	// tracing to a Zipkin or OpenTelemetry collector, and the annotations Prometheus finds
+	// metrics by. Access logging and tracing are rendered as the mesh-wide Telemetry
+	// "mesh-default" ("mesh-default-<revision>") in the control plane's namespace, with the
+	// collector as a meshConfig extension provider; namespace and workload Telemetry
+	// resources still override it.
+	Telemetry *TelemetrySpecApplyConfiguration `json:"telemetry,omitempty"`
 }
 
 // MeshControlPlaneSpecApplyConfiguration constructs a declarative configuration of the MeshControlPlaneSpec type for use with
@@ -147,5 +154,13 @@ func (b *MeshControlPlaneSpecApplyConfiguration) WithGateways(values ...*Gateway
 // If called multiple times, the Security field is set to the value of the last call.
 func (b *MeshControlPlaneSpecApplyConfiguration) WithSecurity(value *SecuritySpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
 	b.Security = value
+	return b
+}
+
+// WithTelemetry sets the Telemetry field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Telemetry field is set to the value of the last call.
+func (b *MeshControlPlaneSpecApplyConfiguration) WithTelemetry(value *TelemetrySpecApplyConfiguration) *MeshControlPlaneSpecApplyConfiguration {
+	b.Telemetry = value
 	return b
 }

@@ -27,9 +27,11 @@ import (
 //
 // MeshControlPlaneStatus is the observed state of a MeshControlPlane.
 type MeshControlPlaneStatusApplyConfiguration struct {
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the conditions describe: the operator has seen it
+	// and acted on it, successfully or not (Reconciled says which). It starts at 0, so a
+	// MeshControlPlane the operator has not seen yet reads as in progress, not as done.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
-	// conditions: Ready (the summary), Reconciled, Progressing and Stalled.
+	// conditions: Ready (the summary), Reconciled, Progressing, Reconciling and Stalled.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// components reports each workload of the control plane.
 	Components []ComponentStatusApplyConfiguration `json:"components,omitempty"`
