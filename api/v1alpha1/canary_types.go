@@ -690,6 +690,23 @@ const (
 	ReasonTargetNotFound = "TargetNotFound"
 	// ReasonMetricQueryFailed: several checks in a row could not query Prometheus.
 	ReasonMetricQueryFailed = "MetricQueryFailed"
+
+	// Reasons the controller sets besides the state machine's (ResourceConflict, ApplyFailed
+	// and Applied are shared with MeshControlPlane).
+
+	// ReasonInvalidTarget: the target Deployment cannot be rolled out by a Canary as it is:
+	// its name does not fit the Services' names, or its selector would also select the
+	// primary's pods.
+	ReasonInvalidTarget = "InvalidTarget"
+	// ReasonServiceNotManaged: a Service named after the target exists and the operator did
+	// not create it. The VirtualService routes that host and the Service is left as it is.
+	ReasonServiceNotManaged = "ServiceNotManaged"
+	// ReasonDeleting: the Canary is being deleted; the target is scaled back up and given all
+	// traffic before the operator's objects go.
+	ReasonDeleting = "Deleting"
+	// ReasonTargetRestored: the target runs its replicas again and serves all traffic; the
+	// operator's objects are removed.
+	ReasonTargetRestored = "TargetRestored"
 )
 
 // Canary rolls out a Deployment's new pod templates progressively: it shifts traffic from

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -73,12 +74,17 @@ func run() error {
 	}()
 	step("control plane and operator up in %s (operator log: %s)", time.Since(start).Round(100*time.Millisecond), logFile.Name())
 
-	names, err := applySamples(ctx, cluster)
+	names, canaries, err := applySamples(ctx, cluster)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
 		if err := waitReady(ctx, cluster.Admin, name); err != nil {
+			return err
+		}
+	}
+	for _, key := range canaries {
+		if err := waitCanaryReady(ctx, cluster.Admin, key); err != nil {
 			return err
 		}
 	}
@@ -105,6 +111,12 @@ func run() error {
 			return err
 		}
 	}
+	for _, key := range canaries {
+		fmt.Printf("\n$ kubectl get canary,deployments,services,virtualservices,destinationrules -n %s\n", key.Namespace)
+		if err := runKubectl(kubectl, cluster.Env.Kubeconfig, os.Stdout, "get", "canary,deployments,services,virtualservices,destinationrules", "-n", key.Namespace); err != nil {
+			return err
+		}
+	}
 
 	fmt.Println()
 	step("the control plane keeps running; in another shell:")
@@ -112,6 +124,9 @@ func run() error {
 	fmt.Printf("    export PATH=%s:$PATH   # kubectl\n", cluster.Env.AssetsDir)
 	fmt.Println("    kubectl get mcp")
 	fmt.Println("    kubectl wait --for=condition=Ready mcp/default")
+	for _, key := range canaries {
+		fmt.Printf("    kubectl -n %s get canary %s -o wide   # README: Canary, to roll out a new revision\n", key.Namespace, key.Name)
+	}
 	fmt.Printf("    kubectl get pods -n %s -o jsonpath='{.items[0].spec.containers[*].name}'\n", demoNamespace)
 	fmt.Printf("    curl -s %s | grep ^meshplane_   # the operator's metrics\n", cluster.MetricsURL)
 	if os.Getenv("DEMO_EXIT") == "1" {
@@ -179,50 +194,140 @@ func deployDemoApp(ctx context.Context, c client.Client) error {
 	}
 }
 
+// canaryNamespace is where the demo applies the namespaced samples (a Canary), as kubectl
+// apply would without -n.
+const canaryNamespace = "default"
+
 // applySamples server-side applies every manifest config/samples lists, as kubectl
-// apply --server-side -k config/samples would, and returns the MeshControlPlanes' names.
-func applySamples(ctx context.Context, c *devcluster.Cluster) ([]string, error) {
+// apply --server-side -k config/samples would, and returns the MeshControlPlanes' names and
+// the Canaries' keys. A Canary's target Deployment is the user's: the demo creates one for
+// it first (a stand-in for the user's app), so the Canary has something to take over.
+func applySamples(ctx context.Context, c *devcluster.Cluster) ([]string, []client.ObjectKey, error) {
 	dir := filepath.Join(c.Root, "config", "samples")
 	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var k struct {
 		Resources []string `json:"resources"`
 	}
 	if err := yaml.Unmarshal(raw, &k); err != nil {
-		return nil, fmt.Errorf("reading config/samples/kustomization.yaml: %w", err)
+		return nil, nil, fmt.Errorf("reading config/samples/kustomization.yaml: %w", err)
 	}
 	var names []string
+	var canaries []client.ObjectKey
 	for _, file := range k.Resources {
-		f, err := os.Open(filepath.Join(dir, file))
+		objs, err := decodeAll(filepath.Join(dir, file))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("decoding %s: %w", file, err)
-			}
-			if len(u.Object) == 0 {
-				continue
+		for _, u := range objs {
+			if u.GetKind() == "Canary" {
+				if u.GetNamespace() == "" {
+					u.SetNamespace(canaryNamespace)
+				}
+				if err := deployCanaryTarget(ctx, c.Admin, u); err != nil {
+					return nil, nil, err
+				}
+				canaries = append(canaries, client.ObjectKeyFromObject(u))
 			}
 			step("applying %s %s (config/samples/%s)", u.GetKind(), u.GetName(), file)
 			if err := c.Admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("meshplane-demo")); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("applying %s: %w", file, err)
+				return nil, nil, fmt.Errorf("applying %s: %w", file, err)
 			}
 			if u.GetKind() == "MeshControlPlane" {
 				names = append(names, u.GetName())
 			}
 		}
-		f.Close()
 	}
-	return names, nil
+	return names, canaries, nil
+}
+
+// decodeAll reads every object of a YAML file.
+func decodeAll(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", path, err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+// deployCanaryTarget creates the Deployment a Canary sample targets, listening on the
+// Canary's service port, as the user's app would be.
+func deployCanaryTarget(ctx context.Context, c client.Client, canary *unstructured.Unstructured) error {
+	var typed meshv1alpha1.Canary
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(canary.Object, &typed); err != nil {
+		return fmt.Errorf("reading Canary %s: %w", canary.GetName(), err)
+	}
+	name, port := typed.Spec.TargetRef.Name, typed.Spec.Service.Port
+	if name == "" || port == 0 {
+		return fmt.Errorf("Canary %s: the sample needs spec.targetRef.name and spec.service.port", canary.GetName())
+	}
+	step("deploying %s/%s, the app Canary %s rolls out", canary.GetNamespace(), name, canary.GetName())
+	labels := map[string]string{"app": name}
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: canary.GetNamespace()},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: name, Image: "ghcr.io/stefanprodan/podinfo:6.7.1",
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: port}},
+				}}},
+			},
+		},
+	}
+	if err := c.Create(ctx, deploy); err != nil {
+		return fmt.Errorf("creating Deployment %s/%s: %w", deploy.Namespace, deploy.Name, err)
+	}
+	return nil
+}
+
+// waitCanaryReady polls a Canary until Ready=True at its generation: the primary runs
+// the app and serves all its traffic, and the app's own Deployment is scaled to zero.
+func waitCanaryReady(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		cr := &meshv1alpha1.Canary{}
+		if err := c.Get(ctx, key, cr); err == nil {
+			if cond := meta.FindStatusCondition(cr.Status.Conditions, meshv1alpha1.ConditionReady); cond != nil {
+				msg := fmt.Sprintf("%s %s=%s (%s): %s", cr.Status.Phase, cond.Type, cond.Status, cond.Reason, cond.Message)
+				if msg != last {
+					step("Canary %s: %s", key, msg)
+					last = msg
+				}
+				if cond.Status == metav1.ConditionTrue && cr.Status.ObservedGeneration == cr.Generation {
+					step("Canary %s is Ready after %s", key, time.Since(start).Round(10*time.Millisecond))
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Canary %s not Ready within %s (last: %s)", key, readyTimeout, last)
+		case <-tick.C:
+		}
+	}
 }
 
 // waitReady polls a MeshControlPlane until Ready=True at its generation, printing each

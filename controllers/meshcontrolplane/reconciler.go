@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -83,6 +84,10 @@ type Reconciler struct {
 	// CABundleChanged delivers an event whenever the CA bundle changes, so every webhook
 	// configuration is re-rendered with it.
 	CABundleChanged <-chan event.GenericEvent
+
+	// Identities caches the identity of every Secret (NewIdentityCache in internal/operator):
+	// the Secrets a CA reads are not meshplane's, so the label-scoped cache misses them.
+	Identities cache.Cache
 
 	// IstioValidation renders each revision's istio-validator, through which the API server
 	// has istiod validate Istio config.
@@ -146,8 +151,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b = b.WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.controlPlaneOfPod))
 	// The Secrets a CA reads (a plugged CA's, cert-manager's issued one) are the user's and
 	// cert-manager's, unlabelled: they are read from the API server when reconciling, and
-	// watched through a metadata-only informer, so a fix or a re-issue reconciles.
-	b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.controlPlanesOfSecret))
+	// their identities watched through the identity cache, so a fix or a re-issue reconciles.
+	if r.Identities == nil {
+		return fmt.Errorf("the MeshControlPlane controller needs an identity cache for Secrets")
+	}
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	b = b.WatchesRawSource(source.Kind(r.Identities, secret, handler.TypedEnqueueRequestsFromMapFunc(
+		func(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+			return r.controlPlanesOfSecret(ctx, s)
+		})))
 	// When cert-manager is installed, its progress on our Certificates (an issuer appearing,
 	// an issuance failing or succeeding) reconciles too: every status change is a new
 	// resourceVersion, which a metadata-only watch sees.

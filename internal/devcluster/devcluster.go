@@ -75,8 +75,9 @@ type Cluster struct {
 	// Options.Metrics, else empty.
 	MetricsURL string
 
-	cancel context.CancelFunc
-	done   chan error
+	mgrOpts operator.Options
+	cancel  context.CancelFunc
+	done    chan error
 
 	mu          sync.Mutex
 	istiodPorts map[string]int
@@ -172,20 +173,53 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		mgrOpts.IstioValidation = true
 		mgrOpts.IstiodWebhookURL = c.IstiodWebhookURL
 	}
-	c.Manager, err = operator.NewManager(c.OperatorConfig, mgrOpts)
-	if err != nil {
+	c.mgrOpts = mgrOpts
+	if err := c.startOperator(ctx); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// startOperator builds a manager from c.mgrOpts, starts it and waits for its caches.
+func (c *Cluster) startOperator(ctx context.Context) error {
+	mgr, err := operator.NewManager(c.OperatorConfig, c.mgrOpts)
+	if err != nil {
+		return err
+	}
+	c.Manager = mgr
 	mgrCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.done = make(chan error, 1)
-	go func() { c.done <- c.Manager.Start(mgrCtx) }()
+	go func() { c.done <- mgr.Start(mgrCtx) }()
 	syncCtx, syncCancel := context.WithTimeout(ctx, time.Minute)
 	defer syncCancel()
-	if !c.Manager.GetCache().WaitForCacheSync(syncCtx) {
-		return nil, errors.New("the operator's caches did not sync within a minute")
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		return errors.New("the operator's caches did not sync within a minute")
 	}
-	return c, nil
+	return nil
+}
+
+// StopOperator stops the operator (as a crash or a rollout of its Deployment would) and
+// leaves the control plane running. It returns the manager's error, if any.
+func (c *Cluster) StopOperator() error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	err := <-c.done
+	c.cancel = nil
+	return err
+}
+
+// StartOperator starts a new operator, with the first one's options and nothing it held
+// in memory, after StopOperator: the new one must resume from what the cluster holds.
+func (c *Cluster) StartOperator(ctx context.Context) error {
+	if c.cancel != nil {
+		return errors.New("the operator is running: stop it first")
+	}
+	// This process built a manager with the same controllers before.
+	c.mgrOpts.SkipControllerNameValidation = true
+	return c.startOperator(ctx)
 }
 
 // IstiodWebhookURL is where the API server calls the webhooks of the istiod of a namespace
@@ -238,10 +272,7 @@ func (c *Cluster) grantOperatorRBAC(ctx context.Context) error {
 
 // Stop stops the operator, then the control plane.
 func (c *Cluster) Stop() {
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	_ = c.StopOperator()
 	if c.Env != nil {
 		_ = c.Env.Stop()
 	}

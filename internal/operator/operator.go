@@ -5,8 +5,10 @@ package operator
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,12 +21,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/controllers/canary"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
 	meshmetrics "github.com/meshplane/meshplane/internal/metrics"
 	"github.com/meshplane/meshplane/internal/render"
@@ -57,6 +61,10 @@ type Options struct {
 	// revision) instead of its Service. Only for istiod running outside the cluster, as in
 	// the local control plane's tests; nil in a cluster.
 	IstiodWebhookURL func(namespace, revision string) string
+	// SkipControllerNameValidation lets a process build a second manager after stopping the
+	// first (controller names must otherwise be unique per process): only for tests that
+	// restart the operator.
+	SkipControllerNameValidation bool
 }
 
 // LeaderElectionID names the Lease the operator's replicas elect a leader with.
@@ -68,6 +76,7 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(securityv1.AddToScheme(s))
+	utilruntime.Must(networkingv1.AddToScheme(s))
 	utilruntime.Must(telemetryv1.AddToScheme(s))
 	return s
 }
@@ -76,27 +85,54 @@ func Scheme() *runtime.Scheme {
 // creates it caches only objects labelled as meshplane's (a cluster's other ConfigMaps or
 // Deployments are never held), and keeps their managedFields, which the applier compares
 // against. Everything else drops managedFields.
+//
+// controller-runtime keeps one configuration per kind in a cache, for its typed and its
+// metadata-only informers alike, so the identities of unlabelled objects of these same
+// kinds (a Canary's target Deployment, a plugged CA's Secret) are watched through a cache
+// of their own: NewIdentityCache.
 func CacheOptions(syncPeriod *time.Duration) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})
 	keep := func(o any) (any, error) { return o, nil }
 	byObject := map[client.Object]cache.ByObject{}
-	for _, t := range meshcontrolplane.OwnedTypes {
+	seen := map[reflect.Type]bool{}
+	for _, t := range append(append([]client.Object{}, meshcontrolplane.OwnedTypes...), canary.OwnedTypes...) {
+		if seen[reflect.TypeOf(t)] {
+			continue // both controllers own Deployments and Services
+		}
+		seen[reflect.TypeOf(t)] = true
 		byObject[t] = cache.ByObject{Label: managed, Transform: keep}
 	}
 	pods := &metav1.PartialObjectMetadata{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
 	byObject[pods] = cache.ByObject{Label: meshcontrolplane.InjectedPodsSelector}
-	// Every Secret's identity (not its labels or annotations, which kubectl's
-	// last-applied-configuration would fill with the Secret's data): a plugged CA's Secret
-	// and the one cert-manager issues into are unlabelled, and their changes must reconcile.
-	secrets := &metav1.PartialObjectMetadata{}
-	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	byObject[secrets] = cache.ByObject{Transform: identityOnly}
 	return cache.Options{
 		ByObject:         byObject,
 		DefaultTransform: cache.TransformStripManagedFields(),
 		SyncPeriod:       syncPeriod,
 	}
+}
+
+// NewIdentityCache is a cache of object identities (name, namespace, UID,
+// resourceVersion, deletion), unscoped, for watching objects meshplane reads but does not
+// own: every change is a new resourceVersion, which reconciles the owners that read the
+// object itself from the API server. Only what identifies an object is kept, not its labels
+// or annotations (which kubectl's last-applied-configuration would fill with a Secret's
+// data or a Deployment's whole spec). The manager starts it.
+func NewIdentityCache(mgr ctrl.Manager, syncPeriod *time.Duration) (cache.Cache, error) {
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:       mgr.GetHTTPClient(),
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: identityOnly,
+		SyncPeriod:       syncPeriod,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the identity cache: %w", err)
+	}
+	if err := mgr.Add(c); err != nil {
+		return nil, fmt.Errorf("adding the identity cache: %w", err)
+	}
+	return c, nil
 }
 
 // identityOnly keeps only what identifies an object's metadata.
@@ -135,11 +171,17 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	identities, err := NewIdentityCache(mgr, opts.SyncPeriod)
+	if err != nil {
+		return nil, err
+	}
 	mcp := meshcontrolplane.NewReconciler(mgr)
+	mcp.Identities = identities
 	mcp.IstioValidation = opts.IstioValidation
 	mcp.IstiodWebhookURL = opts.IstiodWebhookURL
 	if hooks != nil {
@@ -152,6 +194,11 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := mcp.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MeshControlPlane controller: %w", err)
+	}
+	canaries := canary.NewReconciler(mgr)
+	canaries.Identities = identities
+	if err := canaries.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the Canary controller: %w", err)
 	}
 	if err := meshmetrics.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the status metrics: %w", err)

@@ -182,8 +182,10 @@ var _ = Describe("Canary admission", func() {
 		c := newCanary("immutable", nil)
 		Expect(k8s.Create(ctx(), c)).To(Succeed())
 		DeferCleanup(deleteCanary, c.Name)
+		// A patch without a resourceVersion: the Canary controller writes this Canary too.
+		orig := c.DeepCopy()
 		c.Spec.TargetRef.Name = "api"
-		err := k8s.Update(ctx(), c)
+		err := k8s.Patch(ctx(), c, client.MergeFrom(orig))
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("targetRef is immutable; create another Canary for another Deployment"))
 	})
@@ -193,6 +195,9 @@ var _ = Describe("Canary admission", func() {
 		Expect(k8s.Create(ctx(), c)).To(Succeed())
 		DeferCleanup(deleteCanary, c.Name)
 		now := metav1.NewTime(time.Now().Truncate(time.Second))
+		// The Canary controller writes this Canary too (its target does not exist): patch
+		// without a resourceVersion, so the write does not race the controller's.
+		orig := c.DeepCopy()
 		c.Status = meshv1alpha1.CanaryStatus{
 			Phase: meshv1alpha1.CanaryProgressing, Reason: meshv1alpha1.ReasonStepAdvanced, StableRevision: "5d8f7c", CanaryRevision: "7b9c4d",
 			StepIndex: 1, TargetWeight: 25, AppliedWeight: ptr.To[int32](25), StepStartTime: &now, SettleStartTime: &now, NextCheckTime: &now,
@@ -204,7 +209,7 @@ var _ = Describe("Canary admission", func() {
 				}}},
 			Conditions: []metav1.Condition{{Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: meshv1alpha1.ReasonStepAdvanced, LastTransitionTime: now}},
 		}
-		Expect(k8s.Status().Update(ctx(), c)).To(Succeed())
+		Expect(k8s.Status().Patch(ctx(), c, client.MergeFrom(orig))).To(Succeed())
 		got := &meshv1alpha1.Canary{}
 		Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(c), got)).To(Succeed())
 		Expect(got.Status.Checks).To(HaveLen(1))

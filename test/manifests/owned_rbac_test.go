@@ -7,7 +7,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/component-helpers/auth/rbac/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshplane/meshplane/controllers/canary"
 	"github.com/meshplane/meshplane/controllers/meshcontrolplane"
 	"github.com/meshplane/meshplane/internal/operator"
 )
@@ -19,7 +21,7 @@ import (
 func TestManagerRoleCoversOwnedTypes(t *testing.T) {
 	owner := managerRole(t).Rules
 	scheme := operator.Scheme()
-	for _, obj := range meshcontrolplane.OwnedTypes {
+	for _, obj := range append(append([]client.Object{}, meshcontrolplane.OwnedTypes...), canary.OwnedTypes...) {
 		gvks, _, err := scheme.ObjectKinds(obj)
 		if err != nil || len(gvks) == 0 {
 			t.Fatalf("%T is not in the operator's scheme: %v", obj, err)
@@ -35,7 +37,7 @@ func TestManagerRoleCoversOwnedTypes(t *testing.T) {
 			}
 			covered, uncovered := validation.Covers(owner, []rbacv1.PolicyRule{needed})
 			g.Expect(covered).To(BeTrue(),
-				"config/rbac/role.yaml (manager-role) lacks %v for %s, which the operator applies and prunes; add a kubebuilder marker in controllers/meshcontrolplane/rbac.go and run 'make manifests'",
+				"config/rbac/role.yaml (manager-role) lacks %v for %s, which the operator applies and prunes; add a kubebuilder marker in the controller (controllers/meshcontrolplane/rbac.go, controllers/canary/reconciler.go) and run 'make manifests'",
 				uncovered, gvk.Kind)
 		})
 	}

@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/prom"
 	"github.com/meshplane/meshplane/internal/versions"
 )
 
@@ -42,14 +44,33 @@ func TestSamplesDecodeStrictly(t *testing.T) {
 			docs := yamlDocuments(t, readRepoFile(t, filepath.Join(dir, file)))
 			g.Expect(docs).NotTo(BeEmpty(), "%s holds no objects", file)
 			for _, doc := range docs {
-				var mcp v1alpha1.MeshControlPlane
-				g.Expect(yaml.UnmarshalStrict(doc, &mcp)).To(Succeed())
-				g.Expect(mcp.APIVersion).To(Equal(v1alpha1.GroupVersion.String()))
-				g.Expect(mcp.Kind).To(Equal("MeshControlPlane"))
-				g.Expect(mcp.Name).NotTo(BeEmpty())
-				if mcp.Spec.Version != "" {
-					g.Expect(slices.Contains(supported, mcp.Spec.Version)).To(BeTrue(),
-						"sample %s asks for Istio %s, which is not in versions.Supported %v", mcp.Name, mcp.Spec.Version, supported)
+				var typeMeta metav1.TypeMeta
+				g.Expect(yaml.Unmarshal(doc, &typeMeta)).To(Succeed())
+				g.Expect(typeMeta.APIVersion).To(Equal(v1alpha1.GroupVersion.String()))
+				switch typeMeta.Kind {
+				case "MeshControlPlane":
+					var mcp v1alpha1.MeshControlPlane
+					g.Expect(yaml.UnmarshalStrict(doc, &mcp)).To(Succeed())
+					g.Expect(mcp.Name).NotTo(BeEmpty())
+					if mcp.Spec.Version != "" {
+						g.Expect(slices.Contains(supported, mcp.Spec.Version)).To(BeTrue(),
+							"sample %s asks for Istio %s, which is not in versions.Supported %v", mcp.Name, mcp.Spec.Version, supported)
+					}
+				case "Canary":
+					var c v1alpha1.Canary
+					g.Expect(yaml.UnmarshalStrict(doc, &c)).To(Succeed())
+					g.Expect(c.Name).NotTo(BeEmpty())
+					g.Expect(c.Namespace).To(BeEmpty(), "a namespaced sample goes where it is applied (kubectl apply -n, or the demo's namespace)")
+					g.Expect(c.Spec.TargetRef.Name).NotTo(BeEmpty())
+					g.Expect(c.Spec.Analysis.Metrics).NotTo(BeEmpty())
+					g.Expect(c.Spec.Analysis.Prometheus.Address).NotTo(BeEmpty())
+					for _, m := range c.Spec.Analysis.Metrics {
+						if m.Query != "" {
+							g.Expect(prom.ValidateTemplate(m.Query)).To(Succeed(), "metric %s", m.Name)
+						}
+					}
+				default:
+					t.Errorf("%s holds a %s: the samples test knows MeshControlPlane and Canary", file, typeMeta.Kind)
 				}
 			}
 		})
