@@ -124,49 +124,49 @@ func TestImageAndVersionComeFromOptions(t *testing.T) {
 	g.Expect(deployments[0].Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/meshplane:1.2.3"))
 }
 
-// A CRD added to config/crd (as Canary and RemoteCluster will be) is owned, described and
+// A CRD added to config/crd (as RemoteCluster will be; here a made-up Widget) is owned, described and
 // must come with a sample: without one the generator names the kind and the fix.
 func TestEveryOwnedKindNeedsASample(t *testing.T) {
 	g := NewWithT(t)
 	in := sourceInputs(t)
 
-	var withCanary []*unstructured.Unstructured
+	var withWidget []*unstructured.Unstructured
 	for _, o := range in.objects {
-		withCanary = append(withCanary, o)
+		withWidget = append(withWidget, o)
 		if o.GetKind() == "CustomResourceDefinition" && o.GetName() == "meshcontrolplanes.mesh.meshplane.io" {
-			canary := o.DeepCopy()
-			canary.SetName("canaries.mesh.meshplane.io")
-			g.Expect(unstructured.SetNestedField(canary.Object, "Canary", "spec", "names", "kind")).To(Succeed())
-			g.Expect(unstructured.SetNestedField(canary.Object, "canaries", "spec", "names", "plural")).To(Succeed())
-			withCanary = append(withCanary, canary)
+			widget := o.DeepCopy()
+			widget.SetName("widgets.mesh.meshplane.io")
+			g.Expect(unstructured.SetNestedField(widget.Object, "Widget", "spec", "names", "kind")).To(Succeed())
+			g.Expect(unstructured.SetNestedField(widget.Object, "widgets", "spec", "names", "plural")).To(Succeed())
+			withWidget = append(withWidget, widget)
 		}
 	}
-	in.objects = withCanary
+	in.objects = withWidget
 	_, err := assemble(in, testOptions(t))
 	g.Expect(err).To(MatchError(And(
-		ContainSubstring("config/samples has no example of Canary mesh.meshplane.io/v1alpha1 (CRD canaries.mesh.meshplane.io)"),
+		ContainSubstring("config/samples has no example of Widget mesh.meshplane.io/v1alpha1 (CRD widgets.mesh.meshplane.io)"),
 		ContainSubstring("config/samples/kustomization.yaml"),
 	)))
 
-	// With a sample, Canary is owned with descriptors and an example.
+	// With a sample, Widget is owned with descriptors and an example.
 	sample := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "mesh.meshplane.io/v1alpha1", "kind": "Canary",
-		"metadata": map[string]any{"name": "reviews"}, "spec": map[string]any{"version": "1.31.1"},
+		"apiVersion": "mesh.meshplane.io/v1alpha1", "kind": "Widget",
+		"metadata": map[string]any{"name": "sample"}, "spec": map[string]any{"version": "1.31.1"},
 	}}
-	in.objects = append(withCanary, sample)
+	in.objects = append(withWidget, sample)
 	in.samples[key(sample)] = true
 	files, err := assemble(in, testOptions(t))
 	g.Expect(err).NotTo(HaveOccurred())
 	csv := csvOf(t, files)
-	g.Expect(csv.Annotations[AnnotationExamples]).To(ContainSubstring(`"kind": "Canary"`))
+	g.Expect(csv.Annotations[AnnotationExamples]).To(ContainSubstring(`"kind": "Widget"`))
 	var kinds []string
 	for _, d := range csv.Spec.CustomResourceDefinitions.Owned {
 		kinds = append(kinds, d.Kind)
-		if d.Kind == "Canary" {
+		if d.Kind == "Widget" {
 			g.Expect(d.SpecDescriptors).NotTo(BeEmpty())
 		}
 	}
-	g.Expect(kinds[:2]).To(Equal([]string{"Canary", "MeshControlPlane"}), "meshplane's kinds come first, by CRD name")
+	g.Expect(kinds[:3]).To(Equal([]string{"Canary", "MeshControlPlane", "Widget"}), "meshplane's kinds come first, by CRD name")
 }
 
 func TestRefusesWhatABundleCannotShip(t *testing.T) {
