@@ -129,6 +129,12 @@ func applyTarget(ns, name string, replicas int32, version string) {
 
 // release changes the target's pod template as kubectl set image does: a new revision.
 func release(ns, name, version string) {
+	if t, ok := traffic.Traffic(exporter.Workload{Namespace: ns, Name: name}); ok && t.RequestsPerSecond > 0 {
+		// The first check may come a second after the new weight: Prometheus must already
+		// hold enough samples of the workload's traffic to compute a rate, or that check
+		// finds no data (a race with the first scrapes of a new namespace, not a finding).
+		waitData(ns, name)
+	}
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"example.com/version":%q}},"spec":{"containers":[{"name":"app","image":"example.com/%s:%s"}]}}}}`,
 		version, name, version)
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
@@ -163,6 +169,18 @@ func waitSuccessRate(ns, workload string, lo, hi float64) {
 		g.Expect(res.NoData).To(BeFalse())
 		g.Expect(res.Value * 100).To(BeNumerically(">=", lo))
 		g.Expect(res.Value * 100).To(BeNumerically("<=", hi))
+	}, 2*interval+10*time.Second, poll).Should(Succeed())
+}
+
+// waitData waits until Prometheus computes the workload's request rate over one interval.
+func waitData(ns, workload string) {
+	q, err := prom.RequestCountQuery(prom.Target{Namespace: ns, Workload: workload}, interval)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(func(g Gomega) {
+		res, err := promClient.Query(ctx(), q, time.Time{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(res.NoData).To(BeFalse())
+		g.Expect(res.Value).To(BeNumerically(">", 0))
 	}, 2*interval+10*time.Second, poll).Should(Succeed())
 }
 
