@@ -39,8 +39,8 @@ const (
 	// interval the issue asks about.
 	canaryInterval = 10 * time.Second
 	// canaryPhaseTimeout, plus a second per Canary, bounds one wait for a phase of a whole
-	// batch of Canaries (Stable,
-	// the end of a rollout): kwok brings the pods up, the operator applies the objects.
+	// batch of Canaries (Stable, the end of a rollout): kwok brings the pods up, the
+	// operator applies the objects.
 	canaryPhaseTimeout = 2 * time.Minute
 )
 
