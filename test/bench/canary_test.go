@@ -325,8 +325,9 @@ func createCanaries(b *testing.B, k8s client.Client, ns string, n int, steps []i
 	return canaries
 }
 
-// waitCanaries waits until all n Canaries of the namespace are in phase with weight 0
-// read back from the VirtualService.
+// waitCanaries waits until all n Canaries of the namespace are in phase. It logs how many
+// of them do not (yet) report weight 0 read back from the VirtualService then, which the
+// rollout does not need to start.
 func waitCanaries(b *testing.B, k8s client.Client, ns string, n int, phase meshv1alpha1.CanaryPhase) {
 	b.Helper()
 	timeout := canaryPhaseTimeout + time.Duration(n)*time.Second
@@ -343,17 +344,25 @@ func waitCanaries(b *testing.B, k8s client.Client, ns string, n int, phase meshv
 		}
 		behind := n - len(list.Items)
 		phases := map[string]int{}
+		weights := map[string]int{}
 		for _, c := range list.Items {
-			if c.Status.Phase != phase || c.Status.AppliedWeight == nil || *c.Status.AppliedWeight != 0 {
+			if c.Status.Phase != phase {
 				behind++
 				phases[fmt.Sprintf("%s/%s", c.Status.Phase, c.Status.Reason)]++
 			}
+			if w := c.Status.AppliedWeight; w == nil || *w != 0 {
+				weights[fmt.Sprintf("%s/%v", c.Status.Phase, ptr.Deref(w, -1))]++
+			}
 		}
 		if behind == 0 {
+			if len(weights) > 0 {
+				b.Logf("all %d Canaries in %s are %s; not reading back weight 0 yet (phase/appliedWeight, -1 for none): %v", n, ns, phase, weights)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("after %v, %d of %d Canaries in %s are not %s with weight 0; phase/reason of those: %v", timeout, behind, n, ns, phase, phases)
+			b.Fatalf("after %v, %d of %d Canaries in %s are not %s; phase/reason of those: %v; phase/appliedWeight of those not at weight 0: %v",
+				timeout, behind, n, ns, phase, phases, weights)
 		}
 		<-tick.C
 	}
