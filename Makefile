@@ -107,11 +107,13 @@ test-istiod: testbin-istio ## Run the suite that checks rendered configuration a
 	  KUBEBUILDER_ASSETS=$$assets $(GO) test -tags istiod -count=1 -timeout 10m ./test/istiod/
 
 .PHONY: bench
-bench: testbin ## Print render time, the canary state machine's step cost, a metrics scrape's cost, an Argo CD health evaluation, and create-to-Ready time on the local control plane.
+bench: testbin testbin-prometheus ## Print render time, the canary state machine's step cost, a metrics scrape's cost, an Argo CD health evaluation, and on the local control plane create-to-Ready time, webhook load and the Canary check and rollback delays.
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/render/ ./internal/canary/ ./internal/metrics/ ./internal/argocdhealth/
 	@# Each create-to-Ready run takes about a second: a fixed count gives a median of seven.
-	@assets=$$($(TESTBIN)); \
-	  KUBEBUILDER_ASSETS=$$assets $(GO) test -run '^$$' -bench . -benchtime=7x -count 1 ./test/bench/
+	@# The Canary benchmarks run one measurement each whatever the count (BENCH_CANARY_SCALE,
+	@# BENCH_CANARY_ROLLBACKS tune them; see test/bench/canary_test.go).
+	@assets=$$($(TESTBIN)); prometheus=$$($(PROMETHEUS)); \
+	  KUBEBUILDER_ASSETS=$$assets MESHPLANE_PROMETHEUS=$$prometheus $(GO) test -run '^$$' -bench . -benchtime=7x -count 1 -timeout 20m ./test/bench/
 
 .PHONY: demo
 demo: testbin ## Start the local control plane and the operator, apply the samples and show them become Ready.

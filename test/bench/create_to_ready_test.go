@@ -49,6 +49,9 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if stopProm != nil {
+		stopProm()
+	}
 	if cluster != nil {
 		cluster.Stop()
 	}
