@@ -166,6 +166,10 @@ func (e *Env) startAPIServer(opts Options) error {
 		}
 	}
 
+	// envtest's default Service range is a /24: 253 ClusterIPs, which 100 Canaries (three
+	// Services each) exhaust. A /16 starts at the same address, so the kubernetes Service
+	// keeps 10.0.0.1.
+	api.Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	if !opts.WithoutWorkloads {
 		// envtest turns the ServiceAccount admission plugin off, having no controller to
 		// create service accounts. With kube-controller-manager running, keep it on, as every
